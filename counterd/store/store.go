@@ -1,0 +1,148 @@
+// Package store defines the contracts of counterd's storage: the event log that records every
+// mutation once per idempotency token, and the rollup store that keeps one checkpoint per
+// counter. Implementations live in sub-packages and import neither the API server nor the
+// rollup pipeline.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/counterd/counterd/counterd/config"
+)
+
+// Sentinel errors that callers compare with errors.Is. The API server maps them to status codes
+// in one place.
+var (
+	// ErrUnavailable means the store could not be reached or lost quorum. Retrying the same
+	// request, with the same idempotency token, is safe.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrTimeout means the store did not answer within its deadline. The write may or may not
+	// have been applied; retrying with the same idempotency token is safe.
+	ErrTimeout = errors.New("store timed out")
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("store closed")
+)
+
+// Key names one counter.
+type Key struct {
+	Namespace string
+	Counter   string
+}
+
+// Kind tells an add from a clear.
+type Kind uint8
+
+const (
+	KindAdd   Kind = 1
+	KindClear Kind = 2
+)
+
+// Event is one mutation of a counter. Time is the event time in Unix nanoseconds.
+type Event struct {
+	Key   Key
+	Time  int64
+	Token string
+	Kind  Kind
+	// Delta is the amount added. It is zero for a clear.
+	Delta int64
+}
+
+// AppendResult reports what Append did with one event.
+type AppendResult struct {
+	// Duplicate is true when an event with the same key and token was already in the log; the
+	// new event was not written.
+	Duplicate bool
+	// Existing is the event already in the log when Duplicate is true.
+	Existing Event
+}
+
+// Checkpoint is the folded state of one counter: the exact sum of its events with event time
+// at or before RollupTime, counted from the newest clear.
+type Checkpoint struct {
+	Count Int128
+	// RollupTime is the window end, in Unix nanoseconds, that Count covers. Zero means no
+	// rollup has run yet.
+	RollupTime int64
+}
+
+// EventLog records mutations.
+type EventLog interface {
+	// Append writes events durably: when it returns nil, each event that is not a duplicate
+	// has been synced to disk (or acknowledged by the store's write consistency). The key and
+	// token identify an event: an event whose token is already in the log for the same key is
+	// not written again, and its result carries the event that was. Results are in the order
+	// of events. Events of one call may be written in one batch; the caller must not change
+	// the slice until Append returns.
+	Append(ctx context.Context, events []Event) ([]AppendResult, error)
+
+	// ScanEvents calls fn for every event of key with after < Time <= upTo, newest first,
+	// until fn returns false. Events with equal times come in an unspecified order.
+	ScanEvents(ctx context.Context, key Key, after, upTo int64, fn func(Event) bool) error
+
+	// OldestEventAfter returns the time of the oldest event of key with Time > after, and
+	// false when there is none.
+	OldestEventAfter(ctx context.Context, key Key, after int64) (int64, bool, error)
+}
+
+// RollupStore keeps checkpoints.
+type RollupStore interface {
+	// ReadCheckpoint returns the checkpoint of key; a counter never rolled up has the zero
+	// checkpoint.
+	ReadCheckpoint(ctx context.Context, key Key) (Checkpoint, error)
+
+	// WriteCheckpoints stores checkpoints, last writer wins by RollupTime: a checkpoint whose
+	// RollupTime is not later than the stored one is ignored, so concurrent rollups of the same
+	// counter need no lock.
+	WriteCheckpoints(ctx context.Context, keys []Key, checkpoints []Checkpoint) error
+}
+
+// WrittenIndex records which counters were written in each time bucket, so rollups can find
+// every written counter without a scan of the event log and retention can drop old events
+// bucket by bucket.
+type WrittenIndex interface {
+	// WrittenCounters calls fn for each counter of namespace with an event in the time bucket
+	// that starts at bucketStart (Unix nanoseconds), until fn returns false.
+	WrittenCounters(ctx context.Context, namespace string, bucketStart int64, fn func(counter string) bool) error
+
+	// OldestWrittenBucket returns the start of the oldest time bucket of namespace that still
+	// has index entries, and false when there is none.
+	OldestWrittenBucket(ctx context.Context, namespace string) (int64, bool, error)
+
+	// SweepMark returns the end of the newest time bucket of namespace whose counters all have
+	// a checkpoint at or past that end; zero when no bucket was swept yet.
+	SweepMark(ctx context.Context, namespace string) (int64, error)
+
+	// SetSweepMark stores the sweep mark. A mark earlier than the stored one is ignored.
+	SetSweepMark(ctx context.Context, namespace string, mark int64) error
+
+	// Expire drops the events, idempotency tokens and index entries of namespace in time
+	// buckets that end at or before before. Checkpoints must already cover those events.
+	Expire(ctx context.Context, namespace string, before int64) error
+}
+
+// Store is a complete storage backend.
+type Store interface {
+	EventLog
+	RollupStore
+	WrittenIndex
+	// Close flushes and releases the store. Calls after Close return ErrClosed.
+	Close() error
+}
+
+// Options configure a store for the namespaces it serves.
+type Options struct {
+	Namespaces []config.Namespace
+}
+
+// BucketStart returns the start of the time bucket of width that contains t, all in Unix
+// nanoseconds. It rounds toward negative infinity, so times before 1970 work too.
+func BucketStart(t int64, width time.Duration) int64 {
+	w := int64(width)
+	b := t / w * w
+	if t < 0 && b != t {
+		b -= w
+	}
+	return b
+}
