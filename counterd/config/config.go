@@ -69,6 +69,10 @@ type Config struct {
 	Listen string `json:"listen,omitempty"`
 	// DataDir is the directory of the embedded store.
 	DataDir string `json:"dataDir,omitempty"`
+	// Store selects the backend of the event log and the rollup store.
+	Store Store `json:"store,omitempty"`
+	// Cache selects the read cache.
+	Cache Cache `json:"cache,omitempty"`
 	// Namespaces lists the counter namespaces. With none, the namespace "default" of type
 	// EventuallyConsistent is served.
 	Namespaces []Namespace `json:"namespaces,omitempty"`
@@ -93,6 +97,8 @@ type Namespace struct {
 	// after its token expired counts again, unless its event time is past the accept limit.
 	Retention Duration `json:"retention,omitempty"`
 	Rollup    Rollup   `json:"rollup,omitempty"`
+	// Keyspace is the Cassandra keyspace of the namespace; empty means the namespace name.
+	Keyspace string `json:"keyspace,omitempty"`
 }
 
 // Rollup tunes the pipeline that folds events into checkpoints.
@@ -156,6 +162,8 @@ func (c *Config) SetDefaults() {
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
 	}
+	c.Store.SetDefaults()
+	c.Cache.SetDefaults()
 	if len(c.Namespaces) == 0 {
 		c.Namespaces = []Namespace{{Name: DefaultNamespace}}
 	}
@@ -168,6 +176,9 @@ func (c *Config) SetDefaults() {
 func (n *Namespace) SetDefaults() {
 	if n.Type == "" {
 		n.Type = EventuallyConsistent
+	}
+	if n.Keyspace == "" {
+		n.Keyspace = n.Name
 	}
 	setDuration(&n.AcceptLimit, DefaultAcceptLimit)
 	setDuration(&n.MaxClockSkew, DefaultMaxClockSkew)
@@ -202,6 +213,8 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("dataDir: must not be empty; set a directory such as ./counterd-data"))
 	}
+	errs = append(errs, c.Store.validate("store")...)
+	errs = append(errs, c.Cache.validate("cache")...)
 	seen := map[string]int{}
 	for i := range c.Namespaces {
 		field := fmt.Sprintf("namespaces[%d]", i)
@@ -228,6 +241,9 @@ func (n *Namespace) validate(field string) []error {
 
 	if !NamespacePattern.MatchString(n.Name) {
 		add("name", "%q is invalid: a namespace name must match %s (a lower-case letter, then up to 47 lower-case letters, digits or underscores)", n.Name, NamespacePattern)
+	}
+	if !NamespacePattern.MatchString(n.Keyspace) {
+		add("keyspace", "%q is invalid: a keyspace name must match %s; leave it empty to use the namespace name", n.Keyspace, NamespacePattern)
 	}
 	switch n.Type {
 	case EventuallyConsistent, Accurate, BestEffort:
