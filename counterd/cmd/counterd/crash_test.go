@@ -250,4 +250,3 @@ func h2cHTTPClient() *http.Client {
 	p.SetUnencryptedHTTP2(true)
 	return &http.Client{Transport: &http.Transport{Protocols: p}}
 }
-
