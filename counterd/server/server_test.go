@@ -30,7 +30,7 @@ func h2cClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{Protocols: p}}
 }
 
-func startServer(t *testing.T, yaml, dataDir string) *server.Server {
+func startServer(t testing.TB, yaml, dataDir string) *server.Server {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
