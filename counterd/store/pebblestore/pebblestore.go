@@ -279,6 +279,15 @@ func (s *Store) readToken(tk []byte, e *store.Event) (store.Event, bool, error) 
 	return store.Event{Key: e.Key, Time: t, Token: e.Token, Kind: kind, Delta: delta}, true, nil
 }
 
+// LookupToken implements store.EventLog.
+func (s *Store) LookupToken(_ context.Context, key store.Key, token string) (store.Event, bool, error) {
+	if s.closed.Load() {
+		return store.Event{}, false, store.ErrClosed
+	}
+	e := store.Event{Key: key, Token: token}
+	return s.readToken(tokenKey(nil, key, tokenHash(token)), &e)
+}
+
 // ScanEvents implements store.EventLog. Scanned events carry no Token: the log keeps only its
 // hash.
 func (s *Store) ScanEvents(ctx context.Context, key store.Key, after, upTo int64, fn func(store.Event) bool) error {
