@@ -353,6 +353,9 @@ func TestConnectionRefusedIsRetried(t *testing.T) {
 	if callErr.Attempts != 3 {
 		t.Errorf("Attempts = %d, want 3 (error %v)", callErr.Attempts, err)
 	}
+	if MaybeApplied(err) {
+		t.Errorf("MaybeApplied(%v) = true, but no connection was made", err)
+	}
 }
 
 func TestConnectJSONProtocol(t *testing.T) {

@@ -28,8 +28,9 @@ type Error struct {
 	Method string
 	// Attempts is the number of attempts made.
 	Attempts int
-	// MaybeApplied is true when an attempt of a mutation ended without a definite answer,
-	// for example by a timeout or a reset connection, so the server may have applied it.
+	// MaybeApplied is true when an attempt of a mutation ended without a definite result,
+	// for example by a timeout or a reset connection, so the server may have applied it. A
+	// rejection by the server or a refused connection is definite.
 	MaybeApplied bool
 	// Err is the last attempt's error.
 	Err error
@@ -129,7 +130,7 @@ func (c *Client) call(ctx context.Context, method string, mutation bool, attempt
 		if err == nil {
 			return nil
 		}
-		if mutation && !rejected(err) {
+		if mutation && !rejected(err) && !errors.Is(err, syscall.ECONNREFUSED) {
 			maybeApplied = true
 		}
 		fail := &Error{Method: method, Attempts: n, MaybeApplied: maybeApplied, Err: err}
