@@ -3,10 +3,12 @@ package client
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -369,5 +371,43 @@ func TestConnectJSONProtocol(t *testing.T) {
 	}
 	if got != 7 {
 		t.Errorf("AddAndGet = %d, want 7", got)
+	}
+}
+
+func TestClosedConnectionIsRetried(t *testing.T) {
+	// A listener that accepts every connection and closes it at once, as a server killed
+	// while reading the request would.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("net.Listen: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var accepted atomic.Int64
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			conn.Close()
+		}
+	}()
+	c := newTestClient(t, ln.Addr().String(), WithMaxAttempts(3))
+
+	err = c.Add(t.Context(), "default", "plays", 1)
+
+	var callErr *Error
+	if !errors.As(err, &callErr) {
+		t.Fatalf("error %v is not a *client.Error", err)
+	}
+	if callErr.Attempts != 3 {
+		t.Errorf("Attempts = %d, want 3 (error %v)", callErr.Attempts, err)
+	}
+	if n := accepted.Load(); n < 3 {
+		t.Errorf("listener accepted %d connections, want at least 3", n)
+	}
+	if !MaybeApplied(err) {
+		t.Errorf("MaybeApplied(%v) = false, but the connection broke after it was made", err)
 	}
 }

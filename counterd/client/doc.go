@@ -19,13 +19,13 @@
 //
 // # Retries
 //
-// Failed attempts are retried with exponential backoff and full jitter while the code is
-// Unavailable, ResourceExhausted, Aborted, DeadlineExceeded of one attempt (WithAttemptTimeout)
-// while the caller's context is still live, or Unknown caused by a broken connection. Other
-// codes, among them InvalidArgument, FailedPrecondition, AlreadyExists and NotFound, are
-// returned at once. Retries stop at the caller's context deadline or after the maximum number
-// of attempts (WithMaxAttempts). Returned errors wrap the last attempt's *connect.Error, so
-// connect.CodeOf returns its code.
+// While the caller's context is live, failed attempts are retried with exponential backoff
+// and full jitter when the code is Unavailable, ResourceExhausted, Aborted or DeadlineExceeded
+// (of one attempt, see WithAttemptTimeout), or Unknown or Canceled caused by a broken
+// connection. Other codes, among them InvalidArgument, FailedPrecondition, AlreadyExists and
+// NotFound, are returned at once. Retries stop at the caller's context deadline or after the
+// maximum number of attempts (WithMaxAttempts). Returned errors wrap the last attempt's
+// *connect.Error, so connect.CodeOf returns its code.
 //
 // GetCount has no side effects and is retried by the same rules.
 package client

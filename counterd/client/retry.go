@@ -89,7 +89,10 @@ func retryable(parent context.Context, err error) bool {
 	case connect.CodeUnavailable, connect.CodeResourceExhausted, connect.CodeAborted,
 		connect.CodeDeadlineExceeded:
 		return true
-	case connect.CodeUnknown:
+	case connect.CodeUnknown, connect.CodeCanceled:
+		// connect-go v1.21.1 reports a write that fails with EPIPE or ECONNRESET as Canceled
+		// (isClientDisconnected in its error.go), so a server that dies mid-request looks like
+		// a cancellation although parent is still live.
 		return brokenConnection(err)
 	default:
 		return false

@@ -124,6 +124,7 @@ func TestRetryableCodes(t *testing.T) {
 		{"already exists", connect.NewError(connect.CodeAlreadyExists, errors.New("other delta")), false},
 		{"not found", connect.NewError(connect.CodeNotFound, errors.New("no namespace")), false},
 		{"canceled", connect.NewError(connect.CodeCanceled, context.Canceled), false},
+		{"canceled from broken pipe", connect.NewError(connect.CodeCanceled, fmt.Errorf("write: %w", syscall.EPIPE)), true},
 	}
 	for _, tt := range tests {
 		if got := retryable(context.Background(), tt.err); got != tt.want {
