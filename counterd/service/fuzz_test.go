@@ -71,4 +71,3 @@ func FuzzMutate(f *testing.F) {
 		}
 	})
 }
-
