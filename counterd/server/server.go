@@ -125,8 +125,11 @@ func openStore(cfg *config.Config, logger *slog.Logger) (store.Store, error) {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	interceptors := connect.WithInterceptors(s.observe())
-	mux.Handle(counterv1connect.NewCounterServiceHandler(&handler{svc: s.svc, logger: s.logger}, interceptors))
+	mux.Handle(counterv1connect.NewCounterServiceHandler(&handler{svc: s.svc, logger: s.logger},
+		connect.WithInterceptors(s.observe()),
+		connect.WithCodec(jsonCodec{name: "json"}),
+		connect.WithCodec(jsonCodec{name: "json; charset=utf-8"}),
+	))
 
 	s.health = grpchealth.NewStaticChecker(counterv1connect.CounterServiceName)
 	mux.Handle(grpchealth.NewHandler(s.health))
