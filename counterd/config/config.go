@@ -150,7 +150,7 @@ func Parse(data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-// decodeError removes the YAML and JSON decoders' layered prefixes and says how to fix an
+// decodeError removes the YAML and JSON decoders' layered prefixes and adds how to fix an
 // unknown field.
 func decodeError(err error) error {
 	msg := err.Error()

@@ -155,7 +155,7 @@ func (s *Store) checkEvent(e *store.Event) error {
 }
 
 // commitLoop is the only writer of events. It drains every request waiting, builds one batch,
-// syncs it, and answers each request.
+// syncs it, and completes each request.
 func (s *Store) commitLoop() {
 	defer s.committer.Done()
 	var group []*appendRequest
