@@ -31,6 +31,8 @@ type Metrics struct {
 	HintsDropped *prometheus.CounterVec
 	// SweepMarkSeconds is the Unix time up to which every written counter is rolled up.
 	SweepMarkSeconds *prometheus.GaugeVec
+	// SweepOwnedShards is the number of sweep shards this process sweeps, by namespace.
+	SweepOwnedShards *prometheus.GaugeVec
 }
 
 // New creates the collectors and registers them, with the Go and process collectors, in a new
@@ -66,10 +68,13 @@ func New() *Metrics {
 			Name: "counterd_rollup_hints_dropped_total", Help: "Rollup requests dropped because the queue was full; the sweep still rolls those counters up.",
 		}, []string{"namespace"}),
 		SweepMarkSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "counterd_sweep_mark_seconds", Help: "Unix time up to which every written counter has a checkpoint, by namespace.",
+			Name: "counterd_sweep_mark_seconds", Help: "Unix time up to which every counter written in the sweep shards of this process has a checkpoint, by namespace.",
+		}, []string{"namespace"}),
+		SweepOwnedShards: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "counterd_sweep_owned_shards", Help: "Sweep shards this process sweeps, by namespace.",
 		}, []string{"namespace"}),
 	}
 	r.MustRegister(m.Requests, m.RequestSeconds, m.DuplicateRequests, m.RollupLagSeconds, m.QueueDepth,
-		m.Rollups, m.RollupErrors, m.HintsDropped, m.SweepMarkSeconds)
+		m.Rollups, m.RollupErrors, m.HintsDropped, m.SweepMarkSeconds, m.SweepOwnedShards)
 	return m
 }

@@ -33,6 +33,7 @@ type Pipeline struct {
 	stop    chan struct{}
 	stopped sync.WaitGroup
 	queued  atomic.Int64
+	owner   atomic.Pointer[func(shard int) bool]
 }
 
 type queue struct {

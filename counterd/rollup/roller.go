@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/counterd/counterd/counterd/cache"
@@ -53,17 +54,26 @@ type Rolled struct {
 // write and caches them. A cache failure is logged and does not fail the rollup: the store holds
 // the truth and reads fall back to it.
 func (r *Roller) RollupBatch(ctx context.Context, counters []string, trigger string) ([]Rolled, error) {
+	return r.rollupBatch(ctx, counters, trigger, math.MaxInt64)
+}
+
+// rollupBatch is RollupBatch, except that counters whose stored checkpoint already ends at or
+// after cover are left out of the result without a fold or a cache write.
+func (r *Roller) rollupBatch(ctx context.Context, counters []string, trigger string, cover int64) ([]Rolled, error) {
 	now := r.clock()
 	end := WindowEnd(r.ns, now, r.holds)
 
-	out := make([]Rolled, len(counters))
+	out := make([]Rolled, 0, len(counters))
 	var changedKeys []store.Key
 	var changed []store.Checkpoint
-	for i, counter := range counters {
+	for _, counter := range counters {
 		key := store.Key{Namespace: r.ns.Name, Counter: counter}
 		cp, err := r.store.ReadCheckpoint(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("failed to read the checkpoint of %q: %w", counter, err)
+		}
+		if cp.RollupTime >= cover {
+			continue
 		}
 		if end > cp.RollupTime {
 			count, err := Fold(ctx, r.store, key, cp, end)
@@ -74,7 +84,7 @@ func (r *Roller) RollupBatch(ctx context.Context, counters []string, trigger str
 			changedKeys = append(changedKeys, key)
 			changed = append(changed, cp)
 		}
-		out[i] = Rolled{Counter: counter, Checkpoint: cp}
+		out = append(out, Rolled{Counter: counter, Checkpoint: cp})
 	}
 	if len(changed) > 0 {
 		if err := r.store.WriteCheckpoints(ctx, changedKeys, changed); err != nil {
@@ -95,7 +105,7 @@ func (r *Roller) RollupBatch(ctx context.Context, counters []string, trigger str
 	}
 
 	if r.metrics != nil {
-		r.metrics.Rollups.WithLabelValues(r.ns.Name, trigger).Add(float64(len(counters)))
+		r.metrics.Rollups.WithLabelValues(r.ns.Name, trigger).Add(float64(len(out)))
 		r.metrics.RollupLagSeconds.WithLabelValues(r.ns.Name).Set(time.Duration(now - end).Seconds())
 	}
 	return out, nil

@@ -113,38 +113,53 @@ func TestQueueRollsUpDueCounters(t *testing.T) {
 
 func TestSweepFindsCountersWithoutHints(t *testing.T) {
 	f := newFixture(t)
-	width := int64(f.ns.TimeBucket.Duration)
+	slice := int64(store.SweepSlice)
 	names := counters(150) // more than one rollup batch
 	f.write(t, base+1, 2, names...)
-	f.write(t, base+width+1, 3, "late") // next bucket
+	f.write(t, base+slice+1, 3, "late") // the next slice
 
-	// The window has passed the first bucket but not the second.
-	f.now.Store(base + width + int64(f.ns.WindowDelay()))
-	mark, err := f.pipe.Sweep(context.Background())
-	if err != nil {
+	// The window has passed the first slice but not the second.
+	f.now.Store(base + slice + int64(f.ns.WindowDelay()))
+	if err := f.pipe.Sweep(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if mark != base+width {
-		t.Fatalf("sweep mark = base+%d, want the end of the first bucket", mark-base)
-	}
 	for _, c := range names {
-		if cp := f.checkpoint(t, c); cp.Count != store.Int128From(2) || cp.RollupTime < base+width {
-			t.Fatalf("counter %s after the sweep = %+v, want count 2 covering the bucket", c, cp)
+		if cp := f.checkpoint(t, c); cp.Count != store.Int128From(2) || cp.RollupTime < base+slice {
+			t.Fatalf("counter %s after the sweep = %+v, want count 2 covering the slice", c, cp)
 		}
 	}
-	if stored, _ := f.store.SweepMark(context.Background(), "ns"); stored != mark {
-		t.Fatalf("stored sweep mark = %d, want %d", stored, mark)
+	for shard := range store.SweepShards {
+		if mark, _ := f.store.SweepMark(context.Background(), "ns", shard); mark != base+slice {
+			t.Fatalf("shard %d sweep mark = base%+d, want the end of the first slice", shard, mark-base)
+		}
 	}
 	if cp := f.checkpoint(t, "late"); cp.RollupTime != 0 {
-		t.Fatalf("a counter of an unswept bucket was rolled up: %+v", cp)
+		t.Fatalf("a counter of an unswept slice was rolled up: %+v", cp)
 	}
 
-	f.now.Store(base + 2*width + int64(f.ns.WindowDelay()))
-	if mark, err = f.pipe.Sweep(context.Background()); err != nil || mark != base+2*width {
-		t.Fatalf("second sweep = base+%d, %v; want base+2 buckets", mark-base, err)
+	f.now.Store(base + 2*slice + int64(f.ns.WindowDelay()))
+	if err := f.pipe.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	if cp := f.checkpoint(t, "late"); cp.Count != store.Int128From(3) {
 		t.Fatalf("late counter after the second sweep = %+v, want 3", cp)
+	}
+}
+
+func TestSweepOnlyOwnedShards(t *testing.T) {
+	f := newFixture(t)
+	names := counters(40)
+	f.write(t, base+1, 1, names...)
+	f.pipe.SetShardOwner(func(shard int) bool { return shard%2 == 0 })
+	f.now.Store(base + int64(time.Minute))
+	if err := f.pipe.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range names {
+		rolled := f.checkpoint(t, c).RollupTime != 0
+		if owned := store.SweepShard(c)%2 == 0; rolled != owned {
+			t.Errorf("counter %s in shard %d: rolled up %v, want %v", c, store.SweepShard(c), rolled, owned)
+		}
 	}
 }
 
@@ -162,7 +177,7 @@ func TestExpireWaitsForTheSweep(t *testing.T) {
 		t.Fatal("events expired before any checkpoint covered them")
 	}
 
-	if _, err := f.pipe.Sweep(context.Background()); err != nil {
+	if err := f.pipe.Sweep(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.pipe.Expire(context.Background()); err != nil {

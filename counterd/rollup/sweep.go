@@ -8,54 +8,126 @@ import (
 	"github.com/counterd/counterd/counterd/store"
 )
 
-// Sweep rolls up every counter written in each time bucket that the window has passed, then
-// advances the namespace's sweep mark past that bucket. Rollup hints are an optimisation: a
-// hint lost to a crash or a full queue only delays a counter until the sweep reaches its
-// bucket. It returns the new sweep mark.
-func (p *Pipeline) Sweep(ctx context.Context) (int64, error) {
+// maxSweepSet bounds the distinct counters a sweep collects before it rolls them up.
+const maxSweepSet = 4096
+
+// SetShardOwner sets the function that tells which sweep shards this pipeline sweeps. The
+// default owns every shard, as a standalone server must. It may be called while running.
+func (p *Pipeline) SetShardOwner(owns func(shard int) bool) {
+	p.owner.Store(&owns)
+}
+
+func (p *Pipeline) ownsShard(shard int) bool {
+	owns := p.owner.Load()
+	return owns == nil || (*owns)(shard)
+}
+
+// Sweep rolls up, for each owned shard, every counter written in each sweep slice that the
+// window has passed, then advances the shard's sweep mark past those slices. Rollup hints are
+// an optimisation: a hint lost to a crash, a full queue or a dead worker only delays a counter
+// until the sweep reaches its slice, about one slice plus one window delay after the write.
+func (p *Pipeline) Sweep(ctx context.Context) error {
+	r := p.roller
+	end := WindowEnd(r.ns, r.clock(), r.holds)
+	owned := 0
+	oldestMark := int64(0)
+	for shard := range store.SweepShards {
+		if !p.ownsShard(shard) {
+			continue
+		}
+		owned++
+		mark, err := p.sweepShard(ctx, shard, end)
+		if err != nil {
+			return err
+		}
+		if mark > 0 && (oldestMark == 0 || mark < oldestMark) {
+			oldestMark = mark
+		}
+	}
+	if p.metrics != nil {
+		p.metrics.SweepOwnedShards.WithLabelValues(r.ns.Name).Set(float64(owned))
+		if oldestMark > 0 {
+			p.metrics.SweepMarkSeconds.WithLabelValues(r.ns.Name).Set(float64(oldestMark) / 1e9)
+		}
+	}
+	return nil
+}
+
+// sweepShard sweeps one shard up to the window end and returns its new mark.
+func (p *Pipeline) sweepShard(ctx context.Context, shard int, end int64) (int64, error) {
 	r := p.roller
 	ns := r.ns
-	width := int64(ns.TimeBucket.Duration)
+	slice := int64(store.SweepSlice)
 
-	mark, err := r.store.SweepMark(ctx, ns.Name)
+	mark, err := r.store.SweepMark(ctx, ns.Name, shard)
 	if err != nil {
 		return 0, err
 	}
-	if mark == 0 {
+	start := mark
+	if start == 0 {
 		oldest, found, err := r.store.OldestWrittenBucket(ctx, ns.Name)
 		if err != nil || !found {
 			return 0, err
 		}
-		mark = oldest
+		start = oldest
 	}
 
-	end := WindowEnd(ns, r.clock(), r.holds)
-	// Invariant: every bucket before mark has only counters whose checkpoint is at or past
-	// the bucket's end.
-	for bucket := store.BucketStart(mark, ns.TimeBucket.Duration); bucket+width <= end; bucket += width {
-		if err := p.sweepBucket(ctx, bucket); err != nil {
-			return mark, err
+	// Invariant: every counter written in a slice before mark has a checkpoint at or past
+	// that slice's end.
+	pending := make(map[string]struct{})
+	cover := int64(0)
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
 		}
-		mark = bucket + width
-		if err := r.store.SetSweepMark(ctx, ns.Name, mark); err != nil {
-			return mark, err
+		counters := make([]string, 0, len(pending))
+		for c := range pending {
+			counters = append(counters, c)
 		}
-		if p.metrics != nil {
-			p.metrics.SweepMarkSeconds.WithLabelValues(ns.Name).Set(float64(mark) / 1e9)
+		clear(pending)
+		return p.sweepCounters(ctx, counters, cover)
+	}
+	// The sweep covers the slices that end at or before the window end.
+	first := store.BucketStart(start, store.SweepSlice)
+	last := store.BucketStart(end, store.SweepSlice) // first slice not covered
+	if last <= first {
+		return mark, nil
+	}
+	var flushErr error
+	err = r.store.SweepCounters(ctx, ns.Name, shard, first, last, func(counter string, sliceStart int64) bool {
+		pending[counter] = struct{}{}
+		cover = max(cover, sliceStart+slice)
+		if len(pending) >= maxSweepSet {
+			flushErr = flush()
+		}
+		return flushErr == nil
+	})
+	if err == nil {
+		err = flushErr
+	}
+	if err != nil {
+		return mark, fmt.Errorf("failed to sweep shard %d of namespace %q from %s: %w", shard, ns.Name, time.Unix(0, first).UTC().Format(time.RFC3339), err)
+	}
+	mark = last
+	if err := flush(); err != nil {
+		return 0, err
+	}
+	if mark > 0 {
+		if err := r.store.SetSweepMark(ctx, ns.Name, shard, mark); err != nil {
+			return 0, err
 		}
 	}
 	return mark, nil
 }
 
-func (p *Pipeline) sweepBucket(ctx context.Context, bucket int64) error {
+// sweepCounters rolls up the counters whose checkpoint ends before cover, in batches, and
+// queues those with events still after the window.
+func (p *Pipeline) sweepCounters(ctx context.Context, counters []string, cover int64) error {
 	r := p.roller
 	batchSize := r.ns.Rollup.BatchSize
-	var batch []string
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		rolled, err := r.RollupBatch(ctx, batch, "sweep")
+	for start := 0; start < len(counters); start += batchSize {
+		batch := counters[start:min(start+batchSize, len(counters))]
+		rolled, err := r.rollupBatch(ctx, batch, "sweep", cover)
 		if err != nil {
 			return err
 		}
@@ -65,50 +137,34 @@ func (p *Pipeline) sweepBucket(ctx context.Context, bucket int64) error {
 				p.Hint(x.Counter, DueTime(r.ns, now, x.PendingAfter))
 			}
 		}
-		batch = batch[:0]
-		return nil
-	}
-
-	var flushErr error
-	err := r.store.WrittenCounters(ctx, r.ns.Name, bucket, func(counter string) bool {
-		batch = append(batch, counter)
-		if len(batch) >= batchSize {
-			flushErr = flush()
-		}
-		return flushErr == nil
-	})
-	if err == nil {
-		err = flushErr
-	}
-	if err == nil {
-		err = flush()
-	}
-	if err != nil {
-		return fmt.Errorf("failed to sweep the bucket at %s of namespace %q: %w", time.Unix(0, bucket).UTC().Format(time.RFC3339), r.ns.Name, err)
 	}
 	return nil
 }
 
-// Recover queues every counter written since the sweep mark, including buckets the window has
-// not passed yet. After a crash, those counters have lost their hints; this brings them to their
-// exact values as soon as their events pass the window, without waiting for the sweep.
+// Recover queues every counter written since the sweep mark of each owned shard, including
+// slices the window has not passed yet. After a crash or a change of owner, those counters
+// have lost their hints; this brings them to their exact values as soon as their events pass
+// the window, without waiting for the sweep.
 func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 	r := p.roller
 	ns := r.ns
-	width := int64(ns.TimeBucket.Duration)
-	mark, err := r.store.SweepMark(ctx, ns.Name)
-	if err != nil {
-		return 0, err
-	}
 	oldest, found, err := r.store.OldestWrittenBucket(ctx, ns.Name)
 	if err != nil || !found {
 		return 0, err
 	}
 	now := r.clock()
-	last := store.BucketStart(now+int64(ns.MaxClockSkew.Duration), ns.TimeBucket.Duration)
+	last := store.BucketStart(now+int64(ns.MaxClockSkew.Duration), store.SweepSlice)
 	queued := 0
-	for bucket := store.BucketStart(max(mark, oldest), ns.TimeBucket.Duration); bucket <= last; bucket += width {
-		err := r.store.WrittenCounters(ctx, ns.Name, bucket, func(counter string) bool {
+	for shard := range store.SweepShards {
+		if !p.ownsShard(shard) {
+			continue
+		}
+		mark, err := r.store.SweepMark(ctx, ns.Name, shard)
+		if err != nil {
+			return queued, err
+		}
+		from := store.BucketStart(max(mark, oldest), store.SweepSlice)
+		err = r.store.SweepCounters(ctx, ns.Name, shard, from, last+int64(store.SweepSlice), func(counter string, _ int64) bool {
 			if p.Hint(counter, now) {
 				queued++
 			}
@@ -121,15 +177,35 @@ func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 	return queued, nil
 }
 
-// Expire drops the events that retention no longer keeps, but never events the sweep has not
-// passed yet, since a checkpoint might not cover them.
+// Expire drops the events that retention no longer keeps, but never events that a shard's
+// sweep has not passed yet, since a checkpoint might not cover them. Only the owner of shard 0
+// expires, so a cluster does the work once.
 func (p *Pipeline) Expire(ctx context.Context) error {
-	r := p.roller
-	mark, err := r.store.SweepMark(ctx, r.ns.Name)
-	if err != nil || mark == 0 {
-		return err
+	if !p.ownsShard(0) {
+		return nil
 	}
-	before := min(r.clock()-int64(r.ns.Retention.Duration), mark)
+	r := p.roller
+	before := r.clock() - int64(r.ns.Retention.Duration)
+	for shard := range store.SweepShards {
+		mark, err := r.store.SweepMark(ctx, r.ns.Name, shard)
+		if err != nil {
+			return err
+		}
+		if mark == 0 {
+			// Never swept: either nothing was written to this shard, or nothing is covered
+			// yet. Expire only what lies before the oldest written bucket in the first case.
+			oldest, found, err := r.store.OldestWrittenBucket(ctx, r.ns.Name)
+			if err != nil {
+				return err
+			}
+			if found {
+				mark = oldest
+			}
+		}
+		if mark > 0 {
+			before = min(before, mark)
+		}
+	}
 	return r.store.Expire(ctx, r.ns.Name, before)
 }
 
@@ -138,7 +214,7 @@ func (p *Pipeline) RunMaintenance(ctx context.Context, interval time.Duration) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
-		if _, err := p.Sweep(ctx); err != nil && ctx.Err() == nil {
+		if err := p.Sweep(ctx); err != nil && ctx.Err() == nil {
 			p.logger.Error("Sweep failed; retrying at the next interval", "namespace", p.roller.ns.Name, "err", err)
 		}
 		if err := p.Expire(ctx); err != nil && ctx.Err() == nil {

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/zeebo/xxh3"
+
 	"github.com/counterd/counterd/counterd/config"
 )
 
@@ -103,9 +105,13 @@ type RollupStore interface {
 	WriteCheckpoints(ctx context.Context, keys []Key, checkpoints []Checkpoint) error
 }
 
-// WrittenIndex records which counters were written in each time bucket, so rollups can find
-// every written counter without a scan of the event log and retention can drop old events
-// bucket by bucket.
+// WrittenIndex records which counters were written when, so rollups can find every written
+// counter without a scan of the event log, and retention can drop old events bucket by
+// bucket. It keeps two records of each write:
+//
+//   - by time bucket of the namespace (one minute by default), for retention;
+//   - by sweep shard and one-second sweep slice, for the sweep. A shard is a fixed hash of
+//     the counter name, so the workers of a cluster can split the sweep by shard.
 type WrittenIndex interface {
 	// WrittenCounters calls fn for each counter of namespace with an event in the time bucket
 	// that starts at bucketStart (Unix nanoseconds), until fn returns false.
@@ -115,16 +121,35 @@ type WrittenIndex interface {
 	// has index entries, and false when there is none.
 	OldestWrittenBucket(ctx context.Context, namespace string) (int64, bool, error)
 
-	// SweepMark returns the end of the newest time bucket of namespace whose counters all have
-	// a checkpoint at or past that end; zero when no bucket was swept yet.
-	SweepMark(ctx context.Context, namespace string) (int64, error)
+	// SweepCounters calls fn for each counter of namespace and shard with an event in a sweep
+	// slice that starts in [from, to), with the slice's start, in order of slice, until fn
+	// returns false. A counter written in several slices comes once per slice.
+	SweepCounters(ctx context.Context, namespace string, shard int, from, to int64, fn func(counter string, sliceStart int64) bool) error
 
-	// SetSweepMark stores the sweep mark. A mark earlier than the stored one is ignored.
-	SetSweepMark(ctx context.Context, namespace string, mark int64) error
+	// SweepMark returns the end of the newest sweep slice of namespace and shard whose
+	// counters all have a checkpoint at or past that end. It is zero when no slice was swept.
+	SweepMark(ctx context.Context, namespace string, shard int) (int64, error)
+
+	// SetSweepMark stores the sweep mark of a shard. A mark earlier than the stored one is
+	// ignored.
+	SetSweepMark(ctx context.Context, namespace string, shard int, mark int64) error
 
 	// Expire drops the events, idempotency tokens and index entries of namespace in time
-	// buckets that end at or before before. Checkpoints must already cover those events.
+	// buckets that end at or before before, and the sweep index entries of slices that end at
+	// or before it. Checkpoints must already cover those events.
 	Expire(ctx context.Context, namespace string, before int64) error
+}
+
+// The sweep index layout. Both numbers are part of the stored data: changing them strands the
+// entries written before.
+const (
+	SweepShards = 64
+	SweepSlice  = time.Second
+)
+
+// SweepShard returns the sweep shard of a counter.
+func SweepShard(counter string) int {
+	return int(xxh3.HashString(counter) % SweepShards)
 }
 
 // Store is a complete storage backend.

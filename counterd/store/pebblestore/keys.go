@@ -19,7 +19,8 @@ import (
 //	tokens      't' ns 0 counter 0 tokenHash(16)             -> time(8) kind(1) delta(varint)
 //	checkpoints 'c' ns 0 counter 0                           -> count(16) rollupTime(8)
 //	written     'w' ns 0 bucketStart(8) counter              -> empty
-//	sweep marks 'm' ns 0                                     -> mark(8)
+//	sweep index 's' ns 0 shard(1) sliceStart(8) counter      -> empty
+//	sweep marks 'm' ns 0 shard(1)                            -> mark(8)
 //
 // invTime stores event times inverted, so a forward scan of one counter's events runs newest
 // first, which is the order a rollup needs to stop at the newest clear. Times are signed, so
@@ -33,6 +34,7 @@ const (
 	tagCheckpoint = 'c'
 	tagWritten    = 'w'
 	tagSweepMark  = 'm'
+	tagSweep      = 's'
 )
 
 // tokenHashLen is the length of the token hash in event and token keys. XXH3-128 keeps keys
@@ -106,10 +108,26 @@ func writtenKey(dst []byte, key store.Key, bucketStart int64) []byte {
 	return append(dst, key.Counter...)
 }
 
-func sweepMarkKey(namespace string) []byte {
+func sweepMarkKey(namespace string, shard int) []byte {
 	dst := []byte{tagSweepMark}
 	dst = append(dst, namespace...)
-	return append(dst, 0)
+	return append(dst, 0, byte(shard))
+}
+
+func sweepShardPrefix(dst []byte, namespace string, shard int) []byte {
+	dst = append(dst, tagSweep)
+	dst = append(dst, namespace...)
+	return append(dst, 0, byte(shard))
+}
+
+func sweepSlicePrefix(dst []byte, namespace string, shard int, sliceStart int64) []byte {
+	dst = sweepShardPrefix(dst, namespace, shard)
+	return binary.BigEndian.AppendUint64(dst, orderedTime(sliceStart))
+}
+
+func sweepKey(dst []byte, key store.Key, sliceStart int64) []byte {
+	dst = sweepSlicePrefix(dst, key.Namespace, store.SweepShard(key.Counter), sliceStart)
+	return append(dst, key.Counter...)
 }
 
 // prefixEnd returns the smallest key greater than every key with the given prefix.

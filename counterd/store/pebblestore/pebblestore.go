@@ -26,9 +26,8 @@ import (
 // latency that the first writer of a group waits for the others.
 const maxGroupEvents = 4096
 
-// maxWrittenMemo bounds the per-bucket set of counters whose index entry was already written,
-// so a counter written many times in one bucket writes its entry once.
-const maxWrittenMemo = 1 << 20
+// maxWrittenMemo bounds each generation of the memo of index entries already written.
+const maxWrittenMemo = 1 << 18
 
 // Pebble sizing: the block cache holds hot checkpoints and index blocks, and a larger memtable
 // absorbs more appends before a flush.
@@ -36,9 +35,6 @@ const (
 	blockCacheBytes = 128 << 20
 	memTableBytes   = 64 << 20
 )
-
-// memoBuckets is the number of time buckets the memo keeps.
-const memoBuckets = 3
 
 // Stats are cumulative counts for metrics.
 type Stats struct {
@@ -252,8 +248,15 @@ func (s *Store) commitGroup(group []*appendRequest) error {
 				return err
 			}
 			bucket := store.BucketStart(e.Time, s.buckets[e.Key.Namespace])
-			if s.written.add(e.Key, bucket) {
+			if s.written.add(tagWritten, e.Key, bucket) {
 				buf = writtenKey(buf[:0], e.Key, bucket)
+				if err := batch.Set(buf, nil, nil); err != nil {
+					return err
+				}
+			}
+			slice := store.BucketStart(e.Time, store.SweepSlice)
+			if s.written.add(tagSweep, e.Key, slice) {
+				buf = sweepKey(buf[:0], e.Key, slice)
 				if err := batch.Set(buf, nil, nil); err != nil {
 					return err
 				}
@@ -457,12 +460,39 @@ func (s *Store) OldestWrittenBucket(ctx context.Context, namespace string) (int6
 	return int64(ordered ^ (1 << 63)), true, nil
 }
 
+// SweepCounters implements store.WrittenIndex. It reads the range with one iterator, so empty
+// slices cost nothing.
+func (s *Store) SweepCounters(ctx context.Context, namespace string, shard int, from, to int64, fn func(counter string, sliceStart int64) bool) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if to <= from {
+		return nil
+	}
+	prefixLen := len(sweepShardPrefix(nil, namespace, shard))
+	lower := sweepSlicePrefix(nil, namespace, shard, from)
+	upper := sweepSlicePrefix(nil, namespace, shard, to)
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()
+		slice := int64(binary.BigEndian.Uint64(k[prefixLen:]) ^ (1 << 63))
+		if !fn(string(k[prefixLen+8:]), slice) {
+			return nil
+		}
+	}
+	return it.Error()
+}
+
 // SweepMark implements store.WrittenIndex.
-func (s *Store) SweepMark(_ context.Context, namespace string) (int64, error) {
+func (s *Store) SweepMark(_ context.Context, namespace string, shard int) (int64, error) {
 	if s.closed.Load() {
 		return 0, store.ErrClosed
 	}
-	v, closer, err := s.db.Get(sweepMarkKey(namespace))
+	v, closer, err := s.db.Get(sweepMarkKey(namespace, shard))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
 	}
@@ -471,23 +501,23 @@ func (s *Store) SweepMark(_ context.Context, namespace string) (int64, error) {
 	}
 	defer closer.Close()
 	if len(v) != 8 {
-		return 0, fmt.Errorf("sweep mark of namespace %q has %d bytes, want 8", namespace, len(v))
+		return 0, fmt.Errorf("sweep mark of namespace %q shard %d has %d bytes, want 8", namespace, shard, len(v))
 	}
 	return int64(binary.BigEndian.Uint64(v)), nil
 }
 
 // SetSweepMark implements store.WrittenIndex.
-func (s *Store) SetSweepMark(ctx context.Context, namespace string, mark int64) error {
+func (s *Store) SetSweepMark(ctx context.Context, namespace string, shard int, mark int64) error {
 	s.checkpointMu.Lock()
 	defer s.checkpointMu.Unlock()
-	stored, err := s.SweepMark(ctx, namespace)
+	stored, err := s.SweepMark(ctx, namespace, shard)
 	if err != nil {
 		return err
 	}
 	if mark <= stored {
 		return nil
 	}
-	return s.db.Set(sweepMarkKey(namespace), binary.BigEndian.AppendUint64(nil, uint64(mark)), pebble.NoSync)
+	return s.db.Set(sweepMarkKey(namespace, shard), binary.BigEndian.AppendUint64(nil, uint64(mark)), pebble.NoSync)
 }
 
 // Expire implements store.WrittenIndex. It visits only the index entries of the expiring
@@ -500,13 +530,29 @@ func (s *Store) Expire(ctx context.Context, namespace string, before int64) erro
 	}
 	for {
 		bucket, found, err := s.OldestWrittenBucket(ctx, namespace)
-		if err != nil || !found || bucket+int64(width) > before {
+		if err != nil {
 			return err
+		}
+		if !found || bucket+int64(width) > before {
+			break
 		}
 		if err := s.expireBucket(ctx, namespace, bucket, width); err != nil {
 			return err
 		}
 	}
+
+	// Sweep slices that end at or before `before` start before firstKept.
+	firstKept := store.BucketStart(before-int64(store.SweepSlice), store.SweepSlice) + int64(store.SweepSlice)
+	batch := s.db.NewBatch()
+	defer batch.Close()
+	for shard := range store.SweepShards {
+		lower := sweepShardPrefix(nil, namespace, shard)
+		upper := sweepSlicePrefix(nil, namespace, shard, firstKept)
+		if err := batch.DeleteRange(lower, upper, nil); err != nil {
+			return err
+		}
+	}
+	return s.db.Apply(batch, pebble.NoSync)
 }
 
 func (s *Store) expireBucket(ctx context.Context, namespace string, bucket int64, width time.Duration) error {
@@ -575,47 +621,37 @@ func (s *Store) Close() error {
 	return err
 }
 
-// writtenMemo remembers which counters already have a written-index entry in the newest
-// buckets, so repeated writes skip the extra key.
+// writtenMemo remembers which index entries were written recently, so repeated writes to a
+// counter skip the extra keys. It keeps two generations of bounded size and forgets the older
+// one when the newer fills up.
 type writtenMemo struct {
-	byBucket map[int64]map[store.Key]struct{}
-	size     int
+	current, previous map[memoKey]struct{}
 }
 
-// add records that key was written in bucket and reports whether its index entry must be
-// written.
-func (m *writtenMemo) add(key store.Key, bucket int64) bool {
-	if m.byBucket == nil {
-		m.byBucket = make(map[int64]map[store.Key]struct{})
-	}
-	set, ok := m.byBucket[bucket]
-	if !ok {
-		// A new bucket has begun. Late writes still reach the buckets just before it, so keep
-		// the newest few and forget the oldest.
-		if len(m.byBucket) >= memoBuckets {
-			oldest := bucket
-			for b := range m.byBucket {
-				oldest = min(oldest, b)
-			}
-			m.size -= len(m.byBucket[oldest])
-			delete(m.byBucket, oldest)
-		}
-		set = make(map[store.Key]struct{})
-		m.byBucket[bucket] = set
-	}
-	if _, seen := set[key]; seen {
+type memoKey struct {
+	tag byte
+	at  int64
+	key store.Key
+}
+
+// add records an index entry and reports whether it must be written.
+func (m *writtenMemo) add(tag byte, key store.Key, at int64) bool {
+	k := memoKey{tag: tag, at: at, key: key}
+	if _, ok := m.current[k]; ok {
 		return false
 	}
-	if m.size < maxWrittenMemo {
-		set[key] = struct{}{}
-		m.size++
+	if _, ok := m.previous[k]; ok {
+		return false
 	}
+	if m.current == nil || len(m.current) >= maxWrittenMemo {
+		m.previous, m.current = m.current, make(map[memoKey]struct{})
+	}
+	m.current[k] = struct{}{}
 	return true
 }
 
 func (m *writtenMemo) reset() {
-	m.byBucket = nil
-	m.size = 0
+	m.current, m.previous = nil, nil
 }
 
 // pebbleLogger sends Pebble's messages to slog: info at debug level, so a normal log stays

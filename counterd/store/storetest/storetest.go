@@ -50,6 +50,7 @@ func Run(t *testing.T, open Opener) {
 		{"CheckpointInt128", testCheckpointInt128},
 		{"WrittenIndex", testWrittenIndex},
 		{"SweepMarkOnlyAdvances", testSweepMark},
+		{"SweepIndex", testSweepIndex},
 		{"ExpireDropsOldBuckets", testExpire},
 		{"ClosedStore", testClosed},
 	}
@@ -320,16 +321,76 @@ func testWrittenIndex(t *testing.T, s store.Store) {
 
 func testSweepMark(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	if m, err := s.SweepMark(ctx, Namespace); err != nil || m != 0 {
+	if m, err := s.SweepMark(ctx, Namespace, 3); err != nil || m != 0 {
 		t.Fatalf("new store sweep mark = %d, %v; want 0", m, err)
 	}
 	for _, m := range []int64{base + 60, base + 30, base + 90} {
-		if err := s.SetSweepMark(ctx, Namespace, m); err != nil {
+		if err := s.SetSweepMark(ctx, Namespace, 3, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if m, _ := s.SweepMark(ctx, Namespace); m != base+90 {
+	if m, _ := s.SweepMark(ctx, Namespace, 3); m != base+90 {
 		t.Fatalf("sweep mark = base+%d, want base+90 (it must never move back)", m-base)
+	}
+	if m, _ := s.SweepMark(ctx, Namespace, 4); m != 0 {
+		t.Fatalf("another shard's sweep mark = %d, want 0: marks are per shard", m)
+	}
+}
+
+func sweepIn(t *testing.T, s store.Store, shard int, slice int64) []string {
+	t.Helper()
+	var got []string
+	err := s.SweepCounters(context.Background(), Namespace, shard, slice, slice+int64(store.SweepSlice), func(c string, start int64) bool {
+		if start != slice {
+			t.Errorf("counter %s reported in slice base%+d, asked for base%+d", c, start-base, slice-base)
+		}
+		got = append(got, c)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	return got
+}
+
+func testSweepIndex(t *testing.T, s store.Store) {
+	second := int64(time.Second)
+	names := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	for i, n := range names {
+		mustAppend(t, s, add(n, base+int64(i)*second/4, "t"+n, 1))
+	}
+	// Counters land in the slice of their event time and in the shard of their name.
+	found := 0
+	for _, n := range names {
+		shard := store.SweepShard(n)
+		for slice := base; slice < base+2*second; slice += second {
+			if slices.Contains(sweepIn(t, s, shard, slice), n) {
+				found++
+				i := slices.Index(names, n)
+				if want := store.BucketStart(base+int64(i)*second/4, store.SweepSlice); slice != want {
+					t.Errorf("counter %s indexed in slice base+%d, want base+%d", n, slice-base, want-base)
+				}
+			}
+		}
+	}
+	if found != len(names) {
+		t.Fatalf("%d of %d counters found in the sweep index", found, len(names))
+	}
+	// Expire drops the slices that end by its bound, and keeps the later ones.
+	if err := s.Expire(context.Background(), Namespace, base+second); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		for slice := base; slice < base+2*second; slice += second {
+			in := slices.Contains(sweepIn(t, s, store.SweepShard(n), slice), n)
+			if slice == base && in {
+				t.Errorf("counter %s still in the expired slice", n)
+			}
+		}
+	}
+	if got := sweepIn(t, s, store.SweepShard("e"), base+second); !slices.Contains(got, "e") {
+		t.Errorf("counter e left the slice after the bound: %v", got)
 	}
 }
 
