@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"time"
 
 	"github.com/maypok86/otter/v2"
 
@@ -27,10 +28,21 @@ type entry struct {
 // NewMemory returns an in-process cache holding at most maxEntries counters; zero means
 // DefaultMemoryEntries.
 func NewMemory(maxEntries int) *Memory {
+	return NewMemoryWithTTL(maxEntries, 0)
+}
+
+// NewMemoryWithTTL is NewMemory with entries that expire ttl after they were written; zero
+// means never. A gateway whose checkpoints are written by rollup workers in other processes
+// needs a TTL, or its reads would never see their rollups.
+func NewMemoryWithTTL(maxEntries int, ttl time.Duration) *Memory {
 	if maxEntries <= 0 {
 		maxEntries = DefaultMemoryEntries
 	}
-	return &Memory{entries: otter.Must(&otter.Options[store.Key, entry]{MaximumSize: maxEntries})}
+	opts := &otter.Options[store.Key, entry]{MaximumSize: maxEntries}
+	if ttl > 0 {
+		opts.ExpiryCalculator = otter.ExpiryWriting[store.Key, entry](ttl)
+	}
+	return &Memory{entries: otter.Must(opts)}
 }
 
 // GetCheckpoint implements Cache.

@@ -74,6 +74,8 @@ type Config struct {
 	Store Store `json:"store,omitempty"`
 	// Cache selects the read cache.
 	Cache Cache `json:"cache,omitempty"`
+	// Cluster sets this process's role in a cluster of gateways and rollup workers.
+	Cluster Cluster `json:"cluster,omitempty"`
 	// Namespaces lists the counter namespaces. With none, the namespace "default" of type
 	// EventuallyConsistent is served.
 	Namespaces []Namespace `json:"namespaces,omitempty"`
@@ -178,6 +180,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.Store.SetDefaults()
 	c.Cache.SetDefaults()
+	c.Cluster.SetDefaults()
 	if len(c.Namespaces) == 0 {
 		c.Namespaces = []Namespace{{Name: DefaultNamespace}}
 	}
@@ -229,6 +232,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Store.validate("store")...)
 	errs = append(errs, c.Cache.validate("cache")...)
+	errs = append(errs, c.Cluster.validate("cluster")...)
 	seen := map[string]int{}
 	for i := range c.Namespaces {
 		field := fmt.Sprintf("namespaces[%d]", i)

@@ -115,24 +115,52 @@ func (p *Pipeline) Start() {
 // graceful shutdown leaves checkpoints as fresh as the window allows. Counters with events not
 // yet past the window stay in the written index, where the next start finds them.
 func (p *Pipeline) Stop(ctx context.Context) error {
+	return p.StopWithHandoff(ctx, nil)
+}
+
+// StopWithHandoff is Stop for a worker of a cluster: when ctx ends before the queues are
+// drained, it passes each counter still queued to handoff, to be queued by another worker,
+// and returns. Without handoff the rest of the queue is dropped; the sweep still reaches those
+// counters.
+func (p *Pipeline) StopWithHandoff(ctx context.Context, handoff func(counter string, due int64)) error {
 	close(p.stop)
 	p.stopped.Wait()
-	var firstErr error
+
+	type queued struct {
+		counter string
+		due     int64
+	}
+	var all []queued
 	for _, q := range p.queues {
 		q.mu.Lock()
-		counters := make([]string, 0, len(q.due))
-		for c := range q.due {
-			counters = append(counters, c)
+		for c, due := range q.due {
+			all = append(all, queued{c, due})
 		}
 		q.due = make(map[string]int64)
 		q.heap = nil
 		q.mu.Unlock()
-		p.addQueued(-int64(len(counters)))
-		for start := 0; start < len(counters); start += p.roller.ns.Rollup.BatchSize {
-			end := min(start+p.roller.ns.Rollup.BatchSize, len(counters))
-			if _, err := p.roller.RollupBatch(ctx, counters[start:end], "shutdown"); err != nil && firstErr == nil {
-				firstErr = err
+	}
+	p.addQueued(-int64(len(all)))
+
+	batchSize := p.roller.ns.Rollup.BatchSize
+	var firstErr error
+	for start := 0; start < len(all); start += batchSize {
+		if ctx.Err() != nil {
+			if handoff != nil {
+				for _, q := range all[start:] {
+					handoff(q.counter, q.due)
+				}
 			}
+			p.logger.Warn("Rollup queue not drained before the shutdown deadline", "namespace", p.roller.ns.Name, "counters", len(all)-start, "handedOff", handoff != nil)
+			return ctx.Err()
+		}
+		end := min(start+batchSize, len(all))
+		batch := make([]string, 0, end-start)
+		for _, q := range all[start:end] {
+			batch = append(batch, q.counter)
+		}
+		if _, err := p.roller.RollupBatch(ctx, batch, "shutdown"); err != nil && firstErr == nil {
+			firstErr = err
 		}
 	}
 	return firstErr

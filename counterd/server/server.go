@@ -22,8 +22,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/counterd/counterd/counterd/cache"
+	"github.com/counterd/counterd/counterd/cluster"
 	"github.com/counterd/counterd/counterd/config"
 	"github.com/counterd/counterd/counterd/gen/counter/v1/counterv1connect"
+	"github.com/counterd/counterd/counterd/gen/counterd/cluster/v1/clusterv1connect"
 	"github.com/counterd/counterd/counterd/metrics"
 	"github.com/counterd/counterd/counterd/rollup"
 	"github.com/counterd/counterd/counterd/service"
@@ -46,6 +48,11 @@ type Options struct {
 	Clock rollup.Clock
 	// Profiling serves Go's profiles under /debug/pprof/ on the same listener.
 	Profiling bool
+	// Holds is shared by servers that share one store instance in one process, as a test
+	// harness does; nil means the server's own.
+	Holds *rollup.Holds
+	// Membership overrides the rollup workers of cfg.Cluster, for tests that change them.
+	Membership cluster.Membership
 }
 
 // Server is a running counterd.
@@ -65,6 +72,11 @@ type Server struct {
 	closed   atomic.Bool
 
 	profiling bool
+	services  []string
+	role      string
+	router    *cluster.Router
+	dns       *cluster.DNS
+	draining  atomic.Bool
 }
 
 // Start opens the backends, starts the rollup pipelines and begins serving on cfg.Listen. It
@@ -89,8 +101,33 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.registerStoreMetrics()
 
-	s.svc = service.New(service.Options{Config: cfg, Store: s.store, Cache: s.cache, Clock: opts.Clock, Metrics: s.metrics, Logger: logger})
+	s.role = cfg.Cluster.Role
+	svcOpts := service.Options{
+		Config: cfg, Store: s.store, Cache: s.cache, Clock: opts.Clock, Metrics: s.metrics, Logger: logger,
+		Holds: opts.Holds, RunRollups: s.role != config.RoleGateway,
+	}
+	if s.role != config.RoleAll {
+		members := opts.Membership
+		if members == nil {
+			members = s.membership(ctx)
+		}
+		self := ""
+		if s.role == config.RoleRollup {
+			self = cfg.Cluster.Advertise
+		}
+		s.router = cluster.NewRouter(members, self, h2cClient(), cluster.NewRouterMetrics(s.metrics.Registry), logger)
+		svcOpts.Hinter = s.router
+		s.svc = service.New(svcOpts)
+		if s.role == config.RoleRollup {
+			s.svc.SetShardOwner(func(namespace string, shard int) bool {
+				return cluster.Owner(cluster.ShardKey(namespace, shard), members.Members()) == self
+			})
+		}
+	} else {
+		s.svc = service.New(svcOpts)
+	}
 	if err := s.svc.Start(ctx); err != nil {
+		s.stopCluster()
 		s.closeBackends()
 		return nil, err
 	}
@@ -130,17 +167,27 @@ func openStore(cfg *config.Config, logger *slog.Logger) (store.Store, error) {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(counterv1connect.NewCounterServiceHandler(&handler{svc: s.svc, logger: s.logger},
-		connect.WithInterceptors(s.observe()),
-		// Responses are a few bytes: compressing them costs far more than it saves.
-		connect.WithCompressMinBytes(1024),
-		connect.WithCodec(jsonCodec{name: "json"}),
-		connect.WithCodec(jsonCodec{name: "json; charset=utf-8"}),
-	))
+	var services []string
+	if s.role != config.RoleRollup {
+		mux.Handle(counterv1connect.NewCounterServiceHandler(&handler{svc: s.svc, logger: s.logger},
+			connect.WithInterceptors(s.observe()),
+			// Responses are a few bytes: compressing them costs far more than it saves.
+			connect.WithCompressMinBytes(1024),
+			connect.WithCodec(jsonCodec{name: "json"}),
+			connect.WithCodec(jsonCodec{name: "json; charset=utf-8"}),
+		))
+		services = append(services, counterv1connect.CounterServiceName)
+	}
+	if s.role == config.RoleRollup {
+		mux.Handle(clusterv1connect.NewHintServiceHandler(&hintHandler{svc: s.svc, draining: &s.draining, logger: s.logger},
+			connect.WithCompressMinBytes(1024)))
+		services = append(services, clusterv1connect.HintServiceName)
+	}
 
-	s.health = grpchealth.NewStaticChecker(counterv1connect.CounterServiceName)
+	s.services = services
+	s.health = grpchealth.NewStaticChecker(services...)
 	mux.Handle(grpchealth.NewHandler(s.health))
-	reflector := grpcreflect.NewStaticReflector(counterv1connect.CounterServiceName, grpchealth.HealthV1ServiceName)
+	reflector := grpcreflect.NewStaticReflector(append(services, grpchealth.HealthV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 
@@ -221,7 +268,10 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.ready.Store(false)
-	s.health.SetStatus(counterv1connect.CounterServiceName, grpchealth.StatusNotServing)
+	s.draining.Store(true) // a worker now rejects hints, so gateways send them to the next owner
+	for _, name := range s.services {
+		s.health.SetStatus(name, grpchealth.StatusNotServing)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 
@@ -232,9 +282,55 @@ func (s *Server) Close() error {
 	if err := s.svc.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("failed to drain the rollup queues: %w", err))
 	}
+	if s.router != nil {
+		// Send what a gateway still holds, or what a worker handed off, before closing.
+		flushCtx, cancelFlush := context.WithTimeout(context.Background(), time.Second)
+		_ = s.router.Flush(flushCtx)
+		cancelFlush()
+	}
+	s.stopCluster()
 	errs = append(errs, s.closeBackends())
 	s.logger.Info("counterd stopped", "addr", s.listener.Addr().String())
 	return errors.Join(errs...)
+}
+
+// Kill stops the server abruptly, as a crash would for its peers: connections are closed,
+// queued rollups and hints are lost, and nothing is drained. The store and the cache are left
+// open, since a test harness shares them between servers.
+func (s *Server) Kill() {
+	if !s.closed.CompareAndSwap(false, true) {
+		return
+	}
+	s.ready.Store(false)
+	s.draining.Store(true)
+	_ = s.http.Close()
+	s.svc.Abandon()
+	s.stopCluster()
+}
+
+func (s *Server) membership(ctx context.Context) cluster.Membership {
+	c := s.cfg.Cluster
+	if c.RollupService != "" {
+		s.dns = cluster.NewDNS(ctx, c.RollupService, c.RollupServicePort, c.RefreshInterval.Duration, nil, s.logger)
+		return s.dns
+	}
+	return cluster.Static(c.RollupWorkers)
+}
+
+func (s *Server) stopCluster() {
+	if s.router != nil {
+		s.router.Close()
+	}
+	if s.dns != nil {
+		s.dns.Stop()
+	}
+}
+
+// h2cClient returns an HTTP client that speaks HTTP/2 without TLS, for the hint RPCs.
+func h2cClient() *http.Client {
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: p, MaxIdleConnsPerHost: 4}}
 }
 
 func (s *Server) closeBackends() error {

@@ -33,6 +33,19 @@ type Options struct {
 	Clock   rollup.Clock // nil means the system clock
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
+	// Hinter, when set, receives the rollup hints instead of this process's queues: a gateway
+	// sends them to the rollup workers.
+	Hinter Hinter
+	// Holds tracks writes in flight. Processes sharing one store instance must share it;
+	// nil means a new one.
+	Holds *rollup.Holds
+	// RunRollups runs the rollup queues, the sweep and retention in this process.
+	RunRollups bool
+}
+
+// Hinter asks for a rollup of a counter at time due (Unix nanoseconds) or earlier.
+type Hinter interface {
+	Hint(namespace, counter string, due int64)
 }
 
 // Service serves the counters of every configured namespace.
@@ -45,6 +58,8 @@ type Service struct {
 	logger     *slog.Logger
 	namespaces map[string]*namespace
 	names      string // the configured namespaces, for error messages
+	hinter     Hinter
+	runRollups bool
 
 	stopMaintenance context.CancelFunc
 	maintenance     sync.WaitGroup
@@ -65,10 +80,16 @@ func New(opts Options) *Service {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	holds := opts.Holds
+	if holds == nil {
+		holds = rollup.NewHolds()
+	}
 	s := &Service{
 		store:      opts.Store,
 		cache:      opts.Cache,
-		holds:      rollup.NewHolds(),
+		holds:      holds,
+		hinter:     opts.Hinter,
+		runRollups: opts.RunRollups,
 		clock:      clock,
 		metrics:    opts.Metrics,
 		logger:     logger,
@@ -95,6 +116,9 @@ func New(opts Options) *Service {
 func (s *Service) Start(ctx context.Context) error {
 	mctx, cancel := context.WithCancel(context.Background())
 	s.stopMaintenance = cancel
+	if !s.runRollups {
+		return nil
+	}
 	for _, ns := range s.namespaces {
 		if ns.pipeline == nil {
 			continue
@@ -123,16 +147,75 @@ func (s *Service) Stop(ctx context.Context) error {
 		s.stopMaintenance()
 	}
 	s.maintenance.Wait()
+	if !s.runRollups {
+		return nil
+	}
 	var firstErr error
-	for _, ns := range s.namespaces {
+	for name, ns := range s.namespaces {
 		if ns.pipeline == nil {
 			continue
 		}
-		if err := ns.pipeline.Stop(ctx); err != nil && firstErr == nil {
+		var handoff func(counter string, due int64)
+		if s.hinter != nil {
+			handoff = func(counter string, due int64) { s.hinter.Hint(name, counter, due) }
+		}
+		if err := ns.pipeline.StopWithHandoff(ctx, handoff); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
 	return firstErr
+}
+
+// SetShardOwner sets which sweep shards this process sweeps, for every namespace. owns is
+// called at every sweep, so it may follow a changing set of workers.
+func (s *Service) SetShardOwner(owns func(namespace string, shard int) bool) {
+	for name, ns := range s.namespaces {
+		if ns.pipeline != nil {
+			ns.pipeline.SetShardOwner(func(shard int) bool { return owns(name, shard) })
+		}
+	}
+}
+
+// HintLocal queues a rollup in this process, for a hint from a gateway. It returns false when
+// the namespace's queue is full, and an error for an unknown namespace or an invalid name.
+func (s *Service) HintLocal(namespace, counter string, due int64) (bool, error) {
+	ns, _, err := s.lookup(namespace, counter)
+	if err != nil {
+		return false, err
+	}
+	if ns.pipeline == nil {
+		return true, nil // BestEffort counters have no rollups
+	}
+	return ns.pipeline.Hint(counter, due), nil
+}
+
+// hint asks for a rollup of key, through the Hinter or this process's queue.
+func (s *Service) hint(ns *namespace, key store.Key, due int64) {
+	if s.hinter != nil {
+		s.hinter.Hint(key.Namespace, key.Counter, due)
+		return
+	}
+	if ns.pipeline != nil {
+		ns.pipeline.Hint(key.Counter, due)
+	}
+}
+
+// Abandon stops maintenance and the rollup queues without draining them, as a crash would.
+func (s *Service) Abandon() {
+	if s.stopMaintenance != nil {
+		s.stopMaintenance()
+	}
+	s.maintenance.Wait()
+	if !s.runRollups {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, ns := range s.namespaces {
+		if ns.pipeline != nil {
+			_ = ns.pipeline.StopWithHandoff(ctx, nil)
+		}
+	}
 }
 
 // Namespace returns the configuration of a namespace, or nil.
@@ -235,7 +318,7 @@ func (s *Service) Mutate(ctx context.Context, m Mutation, wantCount bool) (Mutat
 			s.metrics.DuplicateRequests.WithLabelValues(key.Namespace).Inc()
 		}
 	} else {
-		ns.pipeline.Hint(key.Counter, rollup.DueTime(ns.cfg, s.clock(), event.Time))
+		s.hint(ns, key, rollup.DueTime(ns.cfg, s.clock(), event.Time))
 	}
 	if wantCount {
 		res.Count, err = s.exactCount(ctx, key)
@@ -370,8 +453,8 @@ func (s *Service) checkpoint(ctx context.Context, ns *namespace, key store.Key) 
 		s.logger.Debug("Cache fill failed", "namespace", key.Namespace, "counter", key.Counter, "err", err)
 	}
 	now := s.clock()
-	if cp.RollupTime < rollup.WindowEnd(ns.cfg, now, nil)-int64(ns.cfg.Rollup.Coalesce.Duration) && ns.pipeline != nil {
-		ns.pipeline.Hint(key.Counter, now)
+	if cp.RollupTime < rollup.WindowEnd(ns.cfg, now, nil)-int64(ns.cfg.Rollup.Coalesce.Duration) {
+		s.hint(ns, key, now)
 	}
 	return cp, nil
 }
