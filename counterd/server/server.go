@@ -33,8 +33,12 @@ import (
 	"github.com/counterd/counterd/counterd/store/pebblestore"
 )
 
-// ShutdownTimeout bounds how long Close waits for requests in progress.
+// ShutdownTimeout bounds how long Close waits for requests in progress and for the rollup
+// queues to drain.
 const ShutdownTimeout = 10 * time.Second
+
+// GatewayMemoryCacheTTL is how long a gateway keeps a checkpoint in its in-process cache.
+const GatewayMemoryCacheTTL = time.Second
 
 // Options configure a server.
 type Options struct {
@@ -97,7 +101,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s.store = st
 	}
 	if s.cache == nil {
-		s.cache = cache.NewMemory(cfg.Cache.MemoryEntries)
+		ttl := time.Duration(0)
+		if cfg.Cluster.Role == config.RoleGateway {
+			// Rollup workers in other processes cannot update this cache, so its checkpoints
+			// must expire for reads to see their rollups.
+			ttl = GatewayMemoryCacheTTL
+			logger.Warn("A gateway with the in-process cache serves checkpoints up to the TTL old, and keeps BestEffort counters per gateway; use memcached in a cluster", "ttl", ttl)
+		}
+		s.cache = cache.NewMemoryWithTTL(cfg.Cache.MemoryEntries, ttl)
 	}
 	s.registerStoreMetrics()
 

@@ -23,6 +23,11 @@ func runServe(args []string) int {
 	configFile := fs.String("config", "", "YAML config file with the namespaces; without it the namespace \"default\" is served")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	role := fs.String("role", "", "role in a cluster: all (standalone, the default), gateway or rollup")
+	rollupWorkers := fs.String("rollup-workers", "", "comma-separated host:port list of the rollup workers (gateway and rollup roles)")
+	rollupService := fs.String("rollup-service", "", "DNS name whose A records are the rollup workers, such as a Kubernetes headless Service (gateway and rollup roles)")
+	rollupPort := fs.Int("rollup-service-port", 0, "port of the workers found through --rollup-service (default 8080)")
+	advertise := fs.String("advertise", "", "this rollup worker's own host:port as the other members list it")
 	profiling := fs.Bool("pprof", false, "serve Go's CPU, heap and trace profiles under /debug/pprof/ on the listen address; keep it off on untrusted networks")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: counterd serve [flags]\n\nRun the counter server. Flags override the config file.\n\n")
@@ -56,6 +61,25 @@ func runServe(args []string) int {
 	}
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
+	}
+	if *role != "" {
+		cfg.Cluster.Role = *role
+	}
+	if *rollupWorkers != "" {
+		cfg.Cluster.RollupWorkers = strings.Split(*rollupWorkers, ",")
+	}
+	if *rollupService != "" {
+		cfg.Cluster.RollupService = *rollupService
+	}
+	if *rollupPort != 0 {
+		cfg.Cluster.RollupServicePort = *rollupPort
+	}
+	if *advertise != "" {
+		cfg.Cluster.Advertise = *advertise
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "counterd serve: invalid flags or config: %v\n", err)
+		return 2
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
