@@ -61,7 +61,7 @@ func (l layout) tables() []table {
 				"PRIMARY KEY (counter_name, time_bucket)",
 			},
 			clustering: "time_bucket DESC",
-			ttl:        l.retention,
+			ttl:        l.indexTTL(),
 		},
 		{
 			name: TableWrittenCounters,
@@ -71,13 +71,10 @@ func (l layout) tables() []table {
 				"counter_name text",
 				"PRIMARY KEY ((time_bucket, shard), counter_name)",
 			},
-			ttl: l.retention,
+			ttl: l.indexTTL(),
 		},
 		{
 			// All rows share the partition part = 0, so the oldest bucket is the first row.
-			// The store writes a bucket's row once per process and time bucket while
-			// written_counters rows are refreshed by every write, so this table keeps its rows
-			// two time buckets longer than the entries they point to.
 			name: TableWrittenBuckets,
 			columns: []string{
 				"part int",
@@ -85,7 +82,7 @@ func (l layout) tables() []table {
 				"PRIMARY KEY (part, time_bucket)",
 			},
 			clustering: "time_bucket ASC",
-			ttl:        l.retention + 2*l.timeBucket,
+			ttl:        l.indexTTL(),
 		},
 		{
 			// checkpoint holds the rollup time and the count in one cell, so that two writes
@@ -107,6 +104,14 @@ func (l layout) tables() []table {
 			},
 		},
 	}
+}
+
+// indexTTL is the TTL of the index tables. The store writes an index row once per process,
+// counter and time bucket, when the first event of the bucket arrives, and events of a time
+// bucket arrive until one accept limit after the bucket ends. Two extra time buckets keep the
+// index row at least as long as the events it points to.
+func (l layout) indexTTL() time.Duration {
+	return l.retention + 2*l.timeBucket
 }
 
 func (t table) create(ks string) string {

@@ -1,0 +1,237 @@
+package cassandra
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"unicode/utf8"
+
+	"github.com/counterd/counterd/counterd/schema"
+	"github.com/counterd/counterd/counterd/store"
+)
+
+// Append implements store.EventLog. Each event first claims its idempotency token with a
+// lightweight transaction. The claim that wins writes the event's index entries and then the
+// event row. A claim that loses returns the event already in the log and writes that event's
+// rows again, because an earlier Append may have claimed the token and then failed before its
+// event row was written. Those rows are the same on every write, so writing them again changes
+// nothing when they exist.
+//
+// Events of one call run concurrently, except that an event repeating the key and token of an
+// earlier event of the call is reported as a duplicate of that event.
+func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.AppendResult, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+
+	type tokenKey struct {
+		key   store.Key
+		token string
+	}
+	first := make(map[tokenKey]int, len(events))
+	var unique []int
+	for i, ev := range events {
+		if err := s.validate(ev); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		k := tokenKey{ev.Key, ev.Token}
+		if _, ok := first[k]; !ok {
+			first[k] = i
+			unique = append(unique, i)
+		}
+	}
+
+	results := make([]store.AppendResult, len(events))
+	err := parallel(ctx, len(unique), func(ctx context.Context, j int) error {
+		i := unique[j]
+		r, err := s.appendOne(ctx, events[i])
+		results[i] = r
+		return err
+	})
+	if err != nil {
+		return nil, mapError(err, "failed to append events")
+	}
+
+	for i, ev := range events {
+		j := first[tokenKey{ev.Key, ev.Token}]
+		if j == i {
+			continue
+		}
+		stored := events[j]
+		if results[j].Duplicate {
+			stored = results[j].Existing
+		}
+		results[i] = store.AppendResult{Duplicate: true, Existing: stored}
+	}
+	return results, nil
+}
+
+func (s *Store) validate(ev store.Event) error {
+	if _, err := s.namespace(ev.Key.Namespace); err != nil {
+		return err
+	}
+	switch {
+	case ev.Kind != store.KindAdd && ev.Kind != store.KindClear:
+		return fmt.Errorf("invalid event kind %d for counter %q: use store.KindAdd or store.KindClear", ev.Kind, ev.Key.Counter)
+	case !utf8.ValidString(ev.Key.Counter):
+		return fmt.Errorf("invalid counter name %q: Cassandra text columns need valid UTF-8", ev.Key.Counter)
+	case !utf8.ValidString(ev.Token):
+		return fmt.Errorf("invalid idempotency token %q for counter %q: Cassandra text columns need valid UTF-8", ev.Token, ev.Key.Counter)
+	}
+	return nil
+}
+
+func (s *Store) appendOne(ctx context.Context, ev store.Event) (store.AppendResult, error) {
+	ns, err := s.namespace(ev.Key.Namespace)
+	if err != nil {
+		return store.AppendResult{}, err
+	}
+
+	claimed, existing, err := s.claimToken(ctx, ns, ev)
+	if err != nil {
+		return store.AppendResult{}, err
+	}
+	result := store.AppendResult{}
+	stored := ev
+	if !claimed {
+		result = store.AppendResult{Duplicate: true, Existing: existing}
+		stored = existing
+	}
+
+	if err := s.writeEvent(ctx, ns, stored); err != nil {
+		return store.AppendResult{}, err
+	}
+	return result, nil
+}
+
+// claimToken inserts the token row of ev unless the token is already in the table. It
+// returns true when ev claimed the token, and otherwise the event stored with the token.
+func (s *Store) claimToken(ctx context.Context, ns *namespace, ev store.Event) (bool, store.Event, error) {
+	// A lightweight transaction is not idempotent for the driver: a retry after a timeout
+	// could find the row that the first attempt wrote and report it as a duplicate.
+	q := s.query(ctx, s.write, false, ns.cql.claimToken, ev.Key.Counter, ev.Token, ev.Time, int8(ev.Kind), ev.Delta).
+		SerialConsistency(s.serial)
+	row := map[string]any{}
+	applied, err := q.MapScanCASContext(ctx, row)
+	if err != nil {
+		return false, store.Event{}, mapError(err, "failed to claim idempotency token %q of counter %q in keyspace %s", ev.Token, ev.Key.Counter, ns.keyspace)
+	}
+	if applied {
+		return true, store.Event{}, nil
+	}
+
+	existing := store.Event{Key: ev.Key, Token: ev.Token}
+	eventTime, okTime := row["event_time"].(int64)
+	kind, okKind := row["kind"].(int8)
+	delta, okDelta := row["delta"].(int64)
+	if !okTime || !okKind || !okDelta {
+		return false, store.Event{}, fmt.Errorf("unexpected token row for token %q of counter %q in keyspace %s: %v", ev.Token, ev.Key.Counter, ns.keyspace, row)
+	}
+	existing.Time = eventTime
+	existing.Kind = store.Kind(kind)
+	existing.Delta = delta
+	return false, existing, nil
+}
+
+// writeEvent writes the index entries of ev and then its event row. Scans find events through
+// the index, so this order keeps an event invisible until its row is written, and never leaves
+// a written event that no scan can find.
+func (s *Store) writeEvent(ctx context.Context, ns *namespace, ev store.Event) error {
+	bucket := store.BucketStart(ev.Time, ns.timeBucket)
+	if err := s.writeIndex(ctx, ns, ev.Key.Counter, bucket); err != nil {
+		return err
+	}
+
+	err := s.query(ctx, s.write, true, ns.cql.insertEvent,
+		ev.Key.Counter, bucket, eventBucket(ev.Token, ns.eventBuckets), ev.Time, ev.Token, int8(ev.Kind), ev.Delta).Exec()
+	return mapError(err, "failed to write event %q of counter %q to keyspace %s", ev.Token, ev.Key.Counter, ns.keyspace)
+}
+
+// writeIndex records that counter has events in the time bucket starting at bucket: in
+// counter_buckets for scans, and in written_counters and written_buckets for rollups. Rows
+// this process wrote before are skipped.
+//
+// Invariant: a memo entry exists only for rows that were written and not deleted by this
+// process's Expire. Expire in another process deletes only time buckets older than the
+// retention, which no accepted event can fall in, so a stale memo entry never suppresses a
+// needed row.
+func (s *Store) writeIndex(ctx context.Context, ns *namespace, counter string, bucket int64) error {
+	key := indexKey{namespace: ns.name, counter: counter, bucket: bucket}
+	if _, ok := s.indexed.GetIfPresent(key); ok {
+		return nil
+	}
+
+	writes := []func(ctx context.Context) error{
+		func(ctx context.Context) error {
+			return s.query(ctx, s.write, true, ns.cql.insertBucket, counter, bucket).Exec()
+		},
+		func(ctx context.Context) error {
+			return s.query(ctx, s.write, true, ns.cql.insertWritten, bucket, writtenShard(counter), counter).Exec()
+		},
+	}
+	if !ns.hasWrittenBucket(bucket) {
+		writes = append(writes, func(ctx context.Context) error {
+			if err := s.query(ctx, s.write, true, ns.cql.insertWrittenTime, bucket).Exec(); err != nil {
+				return err
+			}
+			ns.rememberWrittenBucket(bucket)
+			return nil
+		})
+	}
+
+	err := parallel(ctx, len(writes), func(ctx context.Context, i int) error { return writes[i](ctx) })
+	if err != nil {
+		return mapError(err, "failed to write the index entries of counter %q in keyspace %s", counter, ns.keyspace)
+	}
+	s.indexed.Set(key, struct{}{})
+	return nil
+}
+
+// eventBucket picks the event-log partition of an event from its idempotency token alone, so
+// that a retry of the event writes the same row.
+func eventBucket(token string, buckets int) int32 {
+	return int32(hash(token) % uint64(buckets))
+}
+
+// writtenShard picks the written_counters partition of a counter within a time bucket.
+func writtenShard(counter string) int32 {
+	return int32(hash(counter) % schema.WrittenIndexShards)
+}
+
+// hash is 64-bit FNV-1a. It must never change, because stored rows were placed with it.
+func hash(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+// maxWrittenBucketMemo bounds the per-namespace memo of written_buckets rows. When it is full
+// the memo starts over, which only costs some repeated writes.
+const maxWrittenBucketMemo = 4096
+
+func (ns *namespace) hasWrittenBucket(bucket int64) bool {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	_, ok := ns.writtenBuckets[bucket]
+	return ok
+}
+
+func (ns *namespace) rememberWrittenBucket(bucket int64) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if len(ns.writtenBuckets) >= maxWrittenBucketMemo {
+		clear(ns.writtenBuckets)
+	}
+	ns.writtenBuckets[bucket] = struct{}{}
+}
+
+// forgetWrittenBuckets drops the memo entries of buckets starting at or before last.
+func (ns *namespace) forgetWrittenBuckets(last int64) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	for bucket := range ns.writtenBuckets {
+		if bucket <= last {
+			delete(ns.writtenBuckets, bucket)
+		}
+	}
+}
