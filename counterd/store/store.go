@@ -78,8 +78,13 @@ type EventLog interface {
 	Append(ctx context.Context, events []Event) ([]AppendResult, error)
 
 	// ScanEvents calls fn for every event of key with after < Time <= upTo, newest first,
-	// until fn returns false. Events with equal times come in an unspecified order.
+	// until fn returns false. Events with equal times come in an unspecified order. Scanned
+	// events need not carry their Token.
 	ScanEvents(ctx context.Context, key Key, after, upTo int64, fn func(Event) bool) error
+
+	// LookupToken returns the event recorded under key and token, and false when there is
+	// none.
+	LookupToken(ctx context.Context, key Key, token string) (Event, bool, error)
 
 	// OldestEventAfter returns the time of the oldest event of key with Time > after, and
 	// false when there is none.

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/counterd/counterd/counterd/config"
+	"github.com/counterd/counterd/counterd/server"
+)
+
+// runServe runs the server until SIGINT or SIGTERM, then shuts down gracefully.
+func runServe(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	listen := fs.String("listen", "", "address to serve the API, /metrics and health checks on (default \""+config.DefaultListen+"\")")
+	dataDir := fs.String("data-dir", "", "directory of the embedded store (default \""+config.DefaultDataDir+"\")")
+	configFile := fs.String("config", "", "YAML config file with the namespaces; without it the namespace \"default\" is served")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: counterd serve [flags]\n\nRun the counter server. Flags override the config file.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "counterd serve: unexpected argument %q; serve takes flags only\n", fs.Arg(0))
+		return 2
+	}
+
+	logger, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "counterd serve: %v\n", err)
+		return 2
+	}
+	slog.SetDefault(logger)
+
+	cfg, err := config.Load(*configFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "counterd serve: %v\n", err)
+		return 2
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.Start(ctx, server.Options{Config: cfg, Logger: logger})
+	if err != nil {
+		logger.Error("Failed to start", "err", err)
+		return 1
+	}
+	select {
+	case <-ctx.Done():
+		logger.Info("Shutting down", "reason", "signal")
+	case err := <-srv.Done():
+		logger.Error("Listener stopped", "err", err)
+	}
+	if err := srv.Close(); err != nil {
+		logger.Error("Shutdown was not clean", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not a level; use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format: %q is not a format; use text or json", format)
+	}
+}

@@ -1,0 +1,75 @@
+// Package metrics defines counterd's Prometheus metrics in one place, so their names and labels
+// stay consistent across the server and the rollup pipeline.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the collectors of one counterd process.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// Requests counts API calls by method and status code.
+	Requests *prometheus.CounterVec
+	// RequestSeconds is the API latency by method and status code.
+	RequestSeconds *prometheus.HistogramVec
+	// DuplicateRequests counts mutations acknowledged as retries of an earlier one.
+	DuplicateRequests *prometheus.CounterVec
+
+	// RollupLagSeconds is how far behind now the last window of each namespace ended.
+	RollupLagSeconds *prometheus.GaugeVec
+	// QueueDepth is the number of counters waiting in each namespace's rollup queues.
+	QueueDepth *prometheus.GaugeVec
+	// Rollups counts counters rolled up, by namespace and trigger.
+	Rollups *prometheus.CounterVec
+	// RollupErrors counts failed rollups by namespace.
+	RollupErrors *prometheus.CounterVec
+	// HintsDropped counts rollup requests dropped because a queue was full; the sweep still
+	// reaches those counters.
+	HintsDropped *prometheus.CounterVec
+	// SweepMarkSeconds is the Unix time up to which every written counter is rolled up.
+	SweepMarkSeconds *prometheus.GaugeVec
+}
+
+// New creates the collectors and registers them, with the Go and process collectors, in a new
+// registry.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		Registry: r,
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "counterd_requests_total", Help: "API requests by method and status code.",
+		}, []string{"method", "code"}),
+		RequestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "counterd_request_duration_seconds", Help: "API request latency by method and status code.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"method", "code"}),
+		DuplicateRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "counterd_duplicate_requests_total", Help: "Mutations acknowledged as a retry of an earlier request with the same idempotency token.",
+		}, []string{"namespace"}),
+		RollupLagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "counterd_rollup_lag_seconds", Help: "Seconds between now and the end of the newest rollup window, by namespace.",
+		}, []string{"namespace"}),
+		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "counterd_rollup_queue_depth", Help: "Counters waiting in the rollup queues, by namespace.",
+		}, []string{"namespace"}),
+		Rollups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "counterd_rollups_total", Help: "Counters rolled up, by namespace and trigger (queue or sweep).",
+		}, []string{"namespace", "trigger"}),
+		RollupErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "counterd_rollup_errors_total", Help: "Failed rollup batches, by namespace.",
+		}, []string{"namespace"}),
+		HintsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "counterd_rollup_hints_dropped_total", Help: "Rollup requests dropped because the queue was full; the sweep still rolls those counters up.",
+		}, []string{"namespace"}),
+		SweepMarkSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "counterd_sweep_mark_seconds", Help: "Unix time up to which every written counter has a checkpoint, by namespace.",
+		}, []string{"namespace"}),
+	}
+	r.MustRegister(m.Requests, m.RequestSeconds, m.DuplicateRequests, m.RollupLagSeconds, m.QueueDepth,
+		m.Rollups, m.RollupErrors, m.HintsDropped, m.SweepMarkSeconds)
+	return m
+}

@@ -1,0 +1,109 @@
+package rollup
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/counterd/counterd/counterd/cache"
+	"github.com/counterd/counterd/counterd/config"
+	"github.com/counterd/counterd/counterd/metrics"
+	"github.com/counterd/counterd/counterd/store"
+)
+
+// Roller brings counters of one namespace to their current window end. Any number of rollups
+// of the same counter may run at once, here or in other processes: each computes the exact
+// value up to its own window end, and the store and the cache keep the latest window end.
+type Roller struct {
+	ns      *config.Namespace
+	store   store.Store
+	cache   cache.Cache
+	holds   *Holds
+	clock   Clock
+	metrics *metrics.Metrics
+	logger  *slog.Logger
+}
+
+// NewRoller returns a Roller. holds may be nil when no write of this process can be in flight,
+// and m may be nil in tests.
+func NewRoller(ns *config.Namespace, st store.Store, c cache.Cache, holds *Holds, clock Clock, m *metrics.Metrics, logger *slog.Logger) *Roller {
+	if clock == nil {
+		clock = WallClock
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Roller{ns: ns, store: st, cache: c, holds: holds, clock: clock, metrics: m, logger: logger}
+}
+
+// Namespace returns the namespace rolled up.
+func (r *Roller) Namespace() *config.Namespace { return r.ns }
+
+// Rolled is the outcome of one counter's rollup.
+type Rolled struct {
+	Counter    string
+	Checkpoint store.Checkpoint
+	// PendingAfter is the time of the oldest event after the checkpoint, when HasPending.
+	PendingAfter int64
+	HasPending   bool
+}
+
+// RollupBatch rolls up counters to the current window end, stores the new checkpoints in one
+// write and caches them. A cache failure is logged and does not fail the rollup: the store holds
+// the truth and reads fall back to it.
+func (r *Roller) RollupBatch(ctx context.Context, counters []string, trigger string) ([]Rolled, error) {
+	now := r.clock()
+	end := WindowEnd(r.ns, now, r.holds)
+
+	out := make([]Rolled, len(counters))
+	var changedKeys []store.Key
+	var changed []store.Checkpoint
+	for i, counter := range counters {
+		key := store.Key{Namespace: r.ns.Name, Counter: counter}
+		cp, err := r.store.ReadCheckpoint(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read the checkpoint of %q: %w", counter, err)
+		}
+		if end > cp.RollupTime {
+			count, err := Fold(ctx, r.store, key, cp, end)
+			if err != nil {
+				return nil, fmt.Errorf("failed to fold the events of %q: %w", counter, err)
+			}
+			cp = store.Checkpoint{Count: count, RollupTime: end}
+			changedKeys = append(changedKeys, key)
+			changed = append(changed, cp)
+		}
+		out[i] = Rolled{Counter: counter, Checkpoint: cp}
+	}
+	if len(changed) > 0 {
+		if err := r.store.WriteCheckpoints(ctx, changedKeys, changed); err != nil {
+			return nil, fmt.Errorf("failed to write %d checkpoints: %w", len(changed), err)
+		}
+	}
+
+	for i := range out {
+		key := store.Key{Namespace: r.ns.Name, Counter: out[i].Counter}
+		if err := r.cache.SetCheckpoint(ctx, key, out[i].Checkpoint); err != nil {
+			r.logger.Warn("Failed to cache a checkpoint", "namespace", r.ns.Name, "counter", out[i].Counter, "err", err)
+		}
+		t, ok, err := r.store.OldestEventAfter(ctx, key, out[i].Checkpoint.RollupTime)
+		if err != nil {
+			return nil, fmt.Errorf("failed to look for events after the checkpoint of %q: %w", out[i].Counter, err)
+		}
+		out[i].PendingAfter, out[i].HasPending = t, ok
+	}
+
+	if r.metrics != nil {
+		r.metrics.Rollups.WithLabelValues(r.ns.Name, trigger).Add(float64(len(counters)))
+		r.metrics.RollupLagSeconds.WithLabelValues(r.ns.Name).Set(time.Duration(now - end).Seconds())
+	}
+	return out, nil
+}
+
+// DueTime returns when a counter whose oldest unfolded event is at eventTime is worth rolling
+// up: once the window has passed that event, and not sooner than one coalesce period from now,
+// so that a busy counter is rolled up at most once per period.
+func DueTime(ns *config.Namespace, now, eventTime int64) int64 {
+	return max(now+int64(ns.Rollup.Coalesce.Duration), eventTime+int64(ns.WindowDelay()))
+}

@@ -1,0 +1,123 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/counterd/counterd/counterd/cache"
+	counterv1 "github.com/counterd/counterd/counterd/gen/counter/v1"
+	"github.com/counterd/counterd/counterd/gen/counter/v1/counterv1connect"
+	"github.com/counterd/counterd/counterd/service"
+	"github.com/counterd/counterd/counterd/store"
+)
+
+// handler adapts the service to counterv1connect.CounterServiceHandler.
+type handler struct {
+	svc    *service.Service
+	logger *slog.Logger
+}
+
+var _ counterv1connect.CounterServiceHandler = (*handler)(nil)
+
+func (h *handler) AddCount(ctx context.Context, req *connect.Request[counterv1.AddCountRequest]) (*connect.Response[counterv1.AddCountResponse], error) {
+	m, err := addMutation(req.Msg)
+	if err != nil {
+		return nil, h.toConnect(err)
+	}
+	if _, err := h.svc.Mutate(ctx, m, false); err != nil {
+		return nil, h.toConnect(err)
+	}
+	return connect.NewResponse(&counterv1.AddCountResponse{}), nil
+}
+
+func (h *handler) AddAndGetCount(ctx context.Context, req *connect.Request[counterv1.AddCountRequest]) (*connect.Response[counterv1.AddAndGetCountResponse], error) {
+	m, err := addMutation(req.Msg)
+	if err != nil {
+		return nil, h.toConnect(err)
+	}
+	res, err := h.svc.Mutate(ctx, m, true)
+	if err != nil {
+		return nil, h.toConnect(err)
+	}
+	return connect.NewResponse(&counterv1.AddAndGetCountResponse{Count: res.Count}), nil
+}
+
+func (h *handler) GetCount(ctx context.Context, req *connect.Request[counterv1.GetCountRequest]) (*connect.Response[counterv1.GetCountResponse], error) {
+	count, err := h.svc.Get(ctx, req.Msg.GetNamespace(), req.Msg.GetCounterName())
+	if err != nil {
+		return nil, h.toConnect(err)
+	}
+	return connect.NewResponse(&counterv1.GetCountResponse{Count: count}), nil
+}
+
+func (h *handler) ClearCount(ctx context.Context, req *connect.Request[counterv1.ClearCountRequest]) (*connect.Response[counterv1.ClearCountResponse], error) {
+	m := service.Mutation{Namespace: req.Msg.GetNamespace(), Counter: req.Msg.GetCounterName(), Clear: true}
+	if err := setToken(&m, req.Msg.GetIdempotencyToken()); err != nil {
+		return nil, h.toConnect(err)
+	}
+	if _, err := h.svc.Mutate(ctx, m, false); err != nil {
+		return nil, h.toConnect(err)
+	}
+	return connect.NewResponse(&counterv1.ClearCountResponse{}), nil
+}
+
+func addMutation(msg *counterv1.AddCountRequest) (service.Mutation, error) {
+	m := service.Mutation{Namespace: msg.GetNamespace(), Counter: msg.GetCounterName(), Delta: msg.GetDelta()}
+	return m, setToken(&m, msg.GetIdempotencyToken())
+}
+
+func setToken(m *service.Mutation, tok *counterv1.IdempotencyToken) error {
+	if tok == nil {
+		return nil
+	}
+	if tok.GetToken() == "" {
+		return &service.Error{Code: service.CodeInvalidArgument, Message: "idempotency_token.token: must not be empty when idempotency_token is set; send a unique string such as a UUID, or omit idempotency_token"}
+	}
+	m.Token = tok.GetToken()
+	if ts := tok.GetGenerationTime(); ts != nil {
+		if err := ts.CheckValid(); err != nil {
+			return &service.Error{Code: service.CodeInvalidArgument, Message: fmt.Sprintf("idempotency_token.generation_time: %v; send a timestamp between years 1 and 9999", err)}
+		}
+		m.GenerationTime = ts.AsTime()
+		if m.GenerationTime.IsZero() {
+			// The zero time.Time means "unset" to the service; one nanosecond later keeps the
+			// client's intent (a time far outside any accept window).
+			m.GenerationTime = m.GenerationTime.Add(time.Nanosecond)
+		}
+	}
+	return nil
+}
+
+// toConnect maps every error the API returns to its status code. It is the one place that
+// decides which failures a client may retry.
+func (h *handler) toConnect(err error) error {
+	if code, ok := service.CodeOf(err); ok {
+		switch code {
+		case service.CodeInvalidArgument:
+			return connect.NewError(connect.CodeInvalidArgument, err)
+		case service.CodeFailedPrecondition:
+			return connect.NewError(connect.CodeFailedPrecondition, err)
+		case service.CodeAlreadyExists:
+			return connect.NewError(connect.CodeAlreadyExists, err)
+		case service.CodeNotFound:
+			return connect.NewError(connect.CodeNotFound, err)
+		}
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, store.ErrTimeout):
+		return connect.NewError(connect.CodeDeadlineExceeded, fmt.Errorf("%w; the mutation may or may not be applied: retry with the same idempotency token", err))
+	case errors.Is(err, store.ErrClosed):
+		return connect.NewError(connect.CodeUnavailable, errors.New("the server is shutting down; retry with the same idempotency token"))
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, cache.ErrUnavailable):
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w; retry with the same idempotency token", err))
+	}
+	h.logger.Error("Request failed", "err", err)
+	return connect.NewError(connect.CodeInternal, err)
+}

@@ -1,0 +1,233 @@
+// Package server runs counterd: it opens the store and the cache, starts the rollup pipelines
+// and serves the API, gRPC health checking, server reflection, metrics and health endpoints
+// on one HTTP/2 listener.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/counterd/counterd/counterd/cache"
+	"github.com/counterd/counterd/counterd/config"
+	"github.com/counterd/counterd/counterd/gen/counter/v1/counterv1connect"
+	"github.com/counterd/counterd/counterd/metrics"
+	"github.com/counterd/counterd/counterd/rollup"
+	"github.com/counterd/counterd/counterd/service"
+	"github.com/counterd/counterd/counterd/store"
+	"github.com/counterd/counterd/counterd/store/pebblestore"
+)
+
+// ShutdownTimeout bounds how long Close waits for requests in progress.
+const ShutdownTimeout = 10 * time.Second
+
+// Options configure a server.
+type Options struct {
+	Config *config.Config
+	Logger *slog.Logger
+	// Store and Cache, when set, are used instead of opening the configured ones; the server
+	// closes them on Close.
+	Store store.Store
+	Cache cache.Cache
+	// Clock overrides the system clock, for tests.
+	Clock rollup.Clock
+}
+
+// Server is a running counterd.
+type Server struct {
+	cfg     *config.Config
+	logger  *slog.Logger
+	store   store.Store
+	cache   cache.Cache
+	svc     *service.Service
+	metrics *metrics.Metrics
+	health  *grpchealth.StaticChecker
+
+	listener net.Listener
+	http     *http.Server
+	served   chan error
+	ready    atomic.Bool
+	closed   atomic.Bool
+}
+
+// Start opens the backends, starts the rollup pipelines and begins serving on cfg.Listen. It
+// returns once the listener accepts connections.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	cfg := opts.Config
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, logger: logger, metrics: metrics.New(), store: opts.Store, cache: opts.Cache}
+
+	if s.store == nil {
+		st, err := openStore(cfg, logger)
+		if err != nil {
+			return nil, err
+		}
+		s.store = st
+	}
+	if s.cache == nil {
+		s.cache = cache.NewMemory(cfg.Cache.MemoryEntries)
+	}
+	s.registerStoreMetrics()
+
+	s.svc = service.New(service.Options{Config: cfg, Store: s.store, Cache: s.cache, Clock: opts.Clock, Metrics: s.metrics, Logger: logger})
+	if err := s.svc.Start(ctx); err != nil {
+		s.closeBackends()
+		return nil, err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		_ = s.svc.Stop(ctx)
+		s.closeBackends()
+		return nil, fmt.Errorf("failed to listen on %s: %w; set --listen to a free address", cfg.Listen, err)
+	}
+	s.listener = ln
+
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s.http = &http.Server{
+		Handler:           s.routes(),
+		Protocols:         protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	s.served = make(chan error, 1)
+	go func() { s.served <- s.http.Serve(ln) }()
+	s.ready.Store(true)
+	logger.Info("counterd is serving", "addr", ln.Addr().String(), "store", cfg.Store.Type, "cache", cfg.Cache.Type, "namespaces", len(cfg.Namespaces))
+	return s, nil
+}
+
+func openStore(cfg *config.Config, logger *slog.Logger) (store.Store, error) {
+	switch cfg.Store.Type {
+	case config.StoreEmbedded:
+		return pebblestore.Open(cfg.DataDir, store.Options{Namespaces: cfg.Namespaces}, logger)
+	default:
+		return nil, fmt.Errorf("store.type: %q is not supported by this build; use %q", cfg.Store.Type, config.StoreEmbedded)
+	}
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	interceptors := connect.WithInterceptors(s.observe())
+	mux.Handle(counterv1connect.NewCounterServiceHandler(&handler{svc: s.svc, logger: s.logger}, interceptors))
+
+	s.health = grpchealth.NewStaticChecker(counterv1connect.CounterServiceName)
+	mux.Handle(grpchealth.NewHandler(s.health))
+	reflector := grpcreflect.NewStaticReflector(counterv1connect.CounterServiceName, grpchealth.HealthV1ServiceName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// observe records request counts and latency by method and status code.
+func (s *Server) observe() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			start := time.Now()
+			res, err := next(ctx, req)
+			code := "ok"
+			if err != nil {
+				code = connect.CodeOf(err).String()
+			}
+			proc := req.Spec().Procedure
+			method := proc[strings.LastIndexByte(proc, '/')+1:]
+			s.metrics.Requests.WithLabelValues(method, code).Inc()
+			s.metrics.RequestSeconds.WithLabelValues(method, code).Observe(time.Since(start).Seconds())
+			return res, err
+		}
+	}
+}
+
+func (s *Server) registerStoreMetrics() {
+	ps, ok := s.store.(*pebblestore.Store)
+	if !ok {
+		return
+	}
+	stats := ps.Stats()
+	counter := func(name, help string, f func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	s.metrics.Registry.MustRegister(
+		counter("counterd_events_written_total", "Events appended to the event log, duplicates excluded.", stats.EventsWritten.Load),
+		counter("counterd_events_duplicate_total", "Appended events whose idempotency token was already in the log.", stats.Duplicates.Load),
+		counter("counterd_store_syncs_total", "Group commits of the embedded store, each one WAL sync.", stats.Syncs.Load),
+		counter("counterd_checkpoints_written_total", "Checkpoints written to the rollup store.", stats.CheckpointsWritten.Load),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "counterd_store_disk_bytes", Help: "Bytes of the embedded store's files."},
+			func() float64 { return float64(ps.DiskUsage()) }),
+	)
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// Service returns the counter service, for tests in other packages.
+func (s *Server) Service() *service.Service { return s.svc }
+
+// Metrics returns the server's metrics.
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// Done returns a channel that receives the listener's error if serving stops on its own.
+func (s *Server) Done() <-chan error { return s.served }
+
+// Close shuts down gracefully: it reports not ready, lets requests in progress finish (up to
+// ShutdownTimeout), drains the rollup queues and closes the store and the cache.
+func (s *Server) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.ready.Store(false)
+	s.health.SetStatus(counterv1connect.CounterServiceName, grpchealth.StatusNotServing)
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+
+	var errs []error
+	if err := s.http.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("failed to finish requests in progress: %w", err))
+	}
+	if err := s.svc.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("failed to drain the rollup queues: %w", err))
+	}
+	errs = append(errs, s.closeBackends())
+	s.logger.Info("counterd stopped", "addr", s.listener.Addr().String())
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeBackends() error {
+	var errs []error
+	if err := s.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("failed to close the store: %w", err))
+	}
+	if err := s.cache.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("failed to close the cache: %w", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,400 @@
+// Package service implements the counter operations on top of a store, a cache and the rollup
+// pipelines: validation, the accept window, idempotency, clears and the three counter types.
+// It knows nothing of the wire protocol; the server package adapts it to the API.
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/counterd/counterd/counterd/cache"
+	"github.com/counterd/counterd/counterd/config"
+	"github.com/counterd/counterd/counterd/metrics"
+	"github.com/counterd/counterd/counterd/rollup"
+	"github.com/counterd/counterd/counterd/store"
+)
+
+// MaintenanceInterval is how often each namespace sweeps written counters and expires events.
+const MaintenanceInterval = time.Second
+
+// Options configure a Service.
+type Options struct {
+	Config  *config.Config
+	Store   store.Store
+	Cache   cache.Cache
+	Clock   rollup.Clock // nil means the system clock
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+}
+
+// Service serves the counters of every configured namespace.
+type Service struct {
+	store      store.Store
+	cache      cache.Cache
+	holds      *rollup.Holds
+	clock      rollup.Clock
+	metrics    *metrics.Metrics
+	logger     *slog.Logger
+	namespaces map[string]*namespace
+	names      string // the configured namespaces, for error messages
+
+	stopMaintenance context.CancelFunc
+	maintenance     sync.WaitGroup
+}
+
+type namespace struct {
+	cfg      *config.Namespace
+	pipeline *rollup.Pipeline // nil for BestEffort namespaces
+}
+
+// New returns a Service. Call Start before serving and Stop when done.
+func New(opts Options) *Service {
+	clock := opts.Clock
+	if clock == nil {
+		clock = rollup.WallClock
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Service{
+		store:      opts.Store,
+		cache:      opts.Cache,
+		holds:      rollup.NewHolds(),
+		clock:      clock,
+		metrics:    opts.Metrics,
+		logger:     logger,
+		namespaces: make(map[string]*namespace),
+	}
+	var names []string
+	for i := range opts.Config.Namespaces {
+		cfg := &opts.Config.Namespaces[i]
+		ns := &namespace{cfg: cfg}
+		if cfg.Type != config.BestEffort {
+			roller := rollup.NewRoller(cfg, s.store, s.cache, s.holds, clock, s.metrics, logger)
+			ns.pipeline = rollup.NewPipeline(roller, s.metrics, logger)
+		}
+		s.namespaces[cfg.Name] = ns
+		names = append(names, cfg.Name)
+	}
+	sort.Strings(names)
+	s.names = strings.Join(names, ", ")
+	return s
+}
+
+// Start queues the counters whose hints a previous process may have lost, then runs the
+// rollup queues and, per namespace, the sweep and retention loop.
+func (s *Service) Start(ctx context.Context) error {
+	mctx, cancel := context.WithCancel(context.Background())
+	s.stopMaintenance = cancel
+	for _, ns := range s.namespaces {
+		if ns.pipeline == nil {
+			continue
+		}
+		n, err := ns.pipeline.Recover(ctx)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("failed to queue recently written counters of namespace %q: %w", ns.cfg.Name, err)
+		}
+		if n > 0 {
+			s.logger.Info("Queued recently written counters for rollup", "namespace", ns.cfg.Name, "counters", n)
+		}
+		ns.pipeline.Start()
+		s.maintenance.Add(1)
+		go func(p *rollup.Pipeline) {
+			defer s.maintenance.Done()
+			p.RunMaintenance(mctx, MaintenanceInterval)
+		}(ns.pipeline)
+	}
+	return nil
+}
+
+// Stop ends maintenance and drains the rollup queues. Requests must have stopped first.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.stopMaintenance != nil {
+		s.stopMaintenance()
+	}
+	s.maintenance.Wait()
+	var firstErr error
+	for _, ns := range s.namespaces {
+		if ns.pipeline == nil {
+			continue
+		}
+		if err := ns.pipeline.Stop(ctx); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+// Namespace returns the configuration of a namespace, or nil.
+func (s *Service) Namespace(name string) *config.Namespace {
+	if ns, ok := s.namespaces[name]; ok {
+		return ns.cfg
+	}
+	return nil
+}
+
+// Pipeline returns the rollup pipeline of a namespace, or nil for an unknown or BestEffort
+// namespace.
+func (s *Service) Pipeline(name string) *rollup.Pipeline {
+	if ns, ok := s.namespaces[name]; ok {
+		return ns.pipeline
+	}
+	return nil
+}
+
+// Mutation is an add or a clear.
+type Mutation struct {
+	Namespace string
+	Counter   string
+	Clear     bool
+	Delta     int64
+	// Token is the idempotency token; empty means the server makes one, and a retry then
+	// applies again.
+	Token string
+	// GenerationTime is the client's event time; the zero time means the server's receive
+	// time.
+	GenerationTime time.Time
+}
+
+// MutationResult reports the outcome of a mutation.
+type MutationResult struct {
+	// Duplicate is true when the token had already been applied with the same mutation.
+	Duplicate bool
+	// Count is the counter's value after the mutation, when it was requested.
+	Count int64
+}
+
+func (s *Service) lookup(nsName, counter string) (*namespace, store.Key, error) {
+	if err := ValidateNamespaceName("namespace", nsName); err != nil {
+		return nil, store.Key{}, err
+	}
+	ns, ok := s.namespaces[nsName]
+	if !ok {
+		return nil, store.Key{}, &Error{Code: CodeNotFound, Message: fmt.Sprintf("namespace: %q is not configured on this server; configured namespaces: %s", nsName, s.names)}
+	}
+	if err := ValidateCounterName("counter_name", counter); err != nil {
+		return nil, store.Key{}, err
+	}
+	return ns, store.Key{Namespace: nsName, Counter: counter}, nil
+}
+
+// Mutate applies an add or a clear. With wantCount it also returns the counter's exact value
+// after the mutation, whatever the namespace's counter type.
+func (s *Service) Mutate(ctx context.Context, m Mutation, wantCount bool) (MutationResult, error) {
+	ns, key, err := s.lookup(m.Namespace, m.Counter)
+	if err != nil {
+		return MutationResult{}, err
+	}
+	if m.Token != "" {
+		if err := ValidateToken("idempotency_token.token", m.Token); err != nil {
+			return MutationResult{}, err
+		}
+	}
+	if ns.cfg.Type == config.BestEffort {
+		return s.mutateBestEffort(ctx, key, m, wantCount)
+	}
+	if m.Token == "" {
+		m.Token = newServerToken()
+	}
+
+	event := store.Event{Key: key, Token: m.Token, Kind: store.KindAdd, Delta: m.Delta}
+	if m.Clear {
+		event.Kind, event.Delta = store.KindClear, 0
+	}
+
+	var hold uint64
+	if m.GenerationTime.IsZero() {
+		hold, event.Time = s.holds.BeginNow(s.clock)
+	} else {
+		if event.Time, hold, err = s.acceptEventTime(ns.cfg, m.GenerationTime); err != nil {
+			return s.lateRetry(ctx, key, event, err)
+		}
+	}
+	results, err := s.store.Append(ctx, []store.Event{event})
+	s.holds.End(hold)
+	if err != nil {
+		return MutationResult{}, err
+	}
+
+	res := MutationResult{Duplicate: results[0].Duplicate}
+	if res.Duplicate {
+		if err := sameMutation(results[0].Existing, event); err != nil {
+			return MutationResult{}, err
+		}
+		if s.metrics != nil {
+			s.metrics.DuplicateRequests.WithLabelValues(key.Namespace).Inc()
+		}
+	} else {
+		ns.pipeline.Hint(key.Counter, rollup.DueTime(ns.cfg, s.clock(), event.Time))
+	}
+	if wantCount {
+		res.Count, err = s.exactCount(ctx, key)
+	}
+	return res, err
+}
+
+// acceptEventTime checks a client's event time against the namespace's accept window and
+// takes a hold on it. The hold is taken before the clock is read, so a rollup that does not see
+// the hold has a window end before now - acceptLimit of this check.
+func (s *Service) acceptEventTime(ns *config.Namespace, generated time.Time) (int64, uint64, error) {
+	// Times far outside the window are rejected before UnixNano, which overflows beyond the
+	// years 1678 to 2262.
+	t := generated.UnixNano()
+	if generated.Before(time.Unix(0, math.MinInt64/2)) || generated.After(time.Unix(0, math.MaxInt64/2)) {
+		t = 0
+	}
+	hold := s.holds.Begin(t)
+	now := s.clock()
+	nowTime := time.Unix(0, now).UTC()
+
+	oldest := now - int64(ns.AcceptLimit.Duration)
+	if t == 0 || t < oldest {
+		s.holds.End(hold)
+		if generated.After(nowTime) {
+			return 0, 0, s.tooNew(ns, generated, nowTime)
+		}
+		return 0, 0, failedPrecondition(
+			"idempotency_token.generation_time: %s is %s before the server's time %s, older than the accept limit of %s of namespace %q; send mutations within the accept limit of generating them, or leave generation_time unset",
+			generated.UTC().Format(time.RFC3339Nano), nowTime.Sub(generated).Round(time.Millisecond), nowTime.Format(time.RFC3339Nano), ns.AcceptLimit.Duration, ns.Name)
+	}
+	if t > now+int64(ns.MaxClockSkew.Duration) {
+		s.holds.End(hold)
+		return 0, 0, s.tooNew(ns, generated, nowTime)
+	}
+	return t, hold, nil
+}
+
+func (s *Service) tooNew(ns *config.Namespace, generated, now time.Time) error {
+	return invalidArgument(
+		"idempotency_token.generation_time: %s is %s after the server's time %s, beyond the maximum clock skew of %s of namespace %q; fix the client's clock or leave generation_time unset",
+		generated.UTC().Format(time.RFC3339Nano), generated.Sub(now).Round(time.Millisecond), now.Format(time.RFC3339Nano), ns.MaxClockSkew.Duration, ns.Name)
+}
+
+// lateRetry answers a mutation whose event time was rejected. If the same token was already
+// applied with the same mutation, this is a late retry of an acknowledged request, so it is
+// acknowledged again instead of reported as a failure.
+func (s *Service) lateRetry(ctx context.Context, key store.Key, event store.Event, rejection error) (MutationResult, error) {
+	existing, found, err := s.store.LookupToken(ctx, key, event.Token)
+	if err != nil || !found {
+		return MutationResult{}, rejection
+	}
+	if err := sameMutation(existing, event); err != nil {
+		return MutationResult{}, err
+	}
+	return MutationResult{Duplicate: true}, nil
+}
+
+// sameMutation returns nil when a replayed event repeats the recorded one, and the
+// ALREADY_EXISTS error otherwise.
+func sameMutation(recorded, replay store.Event) error {
+	if recorded.Kind == replay.Kind && recorded.Delta == replay.Delta {
+		return nil
+	}
+	describe := func(e store.Event) string {
+		if e.Kind == store.KindClear {
+			return "a clear"
+		}
+		return fmt.Sprintf("an add of %d", e.Delta)
+	}
+	return &Error{Code: CodeAlreadyExists, Message: fmt.Sprintf(
+		"idempotency_token.token: %q was already used on this counter for %s, and this request is %s; use a new token for a different mutation",
+		truncate(replay.Token), describe(recorded), describe(replay))}
+}
+
+func (s *Service) mutateBestEffort(ctx context.Context, key store.Key, m Mutation, wantCount bool) (MutationResult, error) {
+	if m.Clear {
+		return MutationResult{}, s.cache.ClearBestEffort(ctx, key)
+	}
+	v, err := s.cache.AddBestEffort(ctx, key, m.Delta)
+	if err != nil {
+		return MutationResult{}, err
+	}
+	res := MutationResult{}
+	if wantCount {
+		res.Count, _ = v.Clamp()
+	}
+	return res, nil
+}
+
+// Get returns a counter's value as its namespace's type defines it.
+func (s *Service) Get(ctx context.Context, nsName, counter string) (int64, error) {
+	ns, key, err := s.lookup(nsName, counter)
+	if err != nil {
+		return 0, err
+	}
+	switch ns.cfg.Type {
+	case config.BestEffort:
+		v, err := s.cache.GetBestEffort(ctx, key)
+		if err != nil {
+			return 0, err
+		}
+		count, _ := v.Clamp()
+		return count, nil
+	case config.Accurate:
+		return s.exactCount(ctx, key)
+	default:
+		cp, err := s.checkpoint(ctx, ns, key)
+		if err != nil {
+			return 0, err
+		}
+		count, _ := cp.Count.Clamp()
+		return count, nil
+	}
+}
+
+// checkpoint returns the cached checkpoint of key, or reads it from the store and caches it. On
+// a miss with a stale checkpoint it also asks for a rollup.
+func (s *Service) checkpoint(ctx context.Context, ns *namespace, key store.Key) (store.Checkpoint, error) {
+	cp, found, err := s.cache.GetCheckpoint(ctx, key)
+	if err == nil && found {
+		return cp, nil
+	}
+	if err != nil {
+		s.logger.Debug("Cache read failed; reading the store", "namespace", key.Namespace, "counter", key.Counter, "err", err)
+	}
+	cp, err = s.store.ReadCheckpoint(ctx, key)
+	if err != nil {
+		return store.Checkpoint{}, err
+	}
+	if err := s.cache.SetCheckpoint(ctx, key, cp); err != nil {
+		s.logger.Debug("Cache fill failed", "namespace", key.Namespace, "counter", key.Counter, "err", err)
+	}
+	now := s.clock()
+	if cp.RollupTime < rollup.WindowEnd(ns.cfg, now, nil)-int64(ns.cfg.Rollup.Coalesce.Duration) && ns.pipeline != nil {
+		ns.pipeline.Hint(key.Counter, now)
+	}
+	return cp, nil
+}
+
+// exactCount returns the checkpoint plus every event after it: the value including every
+// acknowledged mutation.
+func (s *Service) exactCount(ctx context.Context, key store.Key) (int64, error) {
+	ns := s.namespaces[key.Namespace]
+	cp, err := s.checkpoint(ctx, ns, key)
+	if err != nil {
+		return 0, err
+	}
+	sum, err := rollup.Fold(ctx, s.store, key, cp, math.MaxInt64)
+	if err != nil {
+		return 0, err
+	}
+	count, _ := sum.Clamp()
+	return count, nil
+}
+
+// newServerToken returns a token for a request that came without one.
+func newServerToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "server-" + hex.EncodeToString(b[:])
+}

@@ -1,0 +1,620 @@
+// Package pebblestore is the embedded store: the event log, the rollup store and the written
+// counter index in one Pebble database. It serves a single counterd process.
+//
+// Appends go through a group commit: one goroutine gathers the events of every Append waiting
+// at that moment into one Pebble batch, checks their idempotency tokens, and syncs the batch
+// once, so concurrent writers share each fsync.
+package pebblestore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/counterd/counterd/counterd/store"
+)
+
+// maxGroupEvents bounds the events of one group commit, which bounds the batch's memory and the
+// latency that the first writer of a group waits for the others.
+const maxGroupEvents = 4096
+
+// maxWrittenMemo bounds the per-bucket set of counters whose index entry was already written,
+// so a counter written many times in one bucket writes its entry once.
+const maxWrittenMemo = 1 << 20
+
+// memoBuckets is the number of time buckets the memo keeps.
+const memoBuckets = 3
+
+// Stats are cumulative counts for metrics.
+type Stats struct {
+	// EventsWritten counts events appended; duplicates are not counted.
+	EventsWritten atomic.Uint64
+	// Duplicates counts appended events whose token was already in the log.
+	Duplicates atomic.Uint64
+	// Syncs counts group commits, each one fsync of the write-ahead log.
+	Syncs atomic.Uint64
+	// CheckpointsWritten counts checkpoints stored; ignored older ones are not counted.
+	CheckpointsWritten atomic.Uint64
+}
+
+// Store is the Pebble implementation of store.Store.
+type Store struct {
+	db      *pebble.DB
+	logger  *slog.Logger
+	buckets map[string]time.Duration // namespace -> time bucket width
+
+	appends   chan *appendRequest
+	closing   chan struct{}
+	committer sync.WaitGroup
+	closed    atomic.Bool
+	closeOnce sync.Once
+
+	// checkpointMu serialises WriteCheckpoints, which read the stored RollupTime before
+	// writing, and SetSweepMark.
+	checkpointMu sync.Mutex
+
+	// written is touched only by the committer goroutine.
+	written writtenMemo
+
+	stats Stats
+}
+
+type appendRequest struct {
+	events  []store.Event
+	results []store.AppendResult
+	done    chan error
+}
+
+// Open opens or creates the database in dir. The namespaces in opts give the time bucket width
+// of the written counter index; events of other namespaces are rejected.
+func Open(dir string, opts store.Options, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	buckets := make(map[string]time.Duration, len(opts.Namespaces))
+	for _, ns := range opts.Namespaces {
+		if ns.TimeBucket.Duration <= 0 {
+			return nil, fmt.Errorf("namespace %q has no time bucket width", ns.Name)
+		}
+		buckets[ns.Name] = ns.TimeBucket.Duration
+	}
+
+	db, err := pebble.Open(dir, &pebble.Options{
+		Logger: pebbleLogger{logger},
+		// Every write that matters is synced by the committer; checkpoints and index
+		// clean-ups ride on the next sync.
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)
+	}
+	s := &Store{
+		db:      db,
+		logger:  logger,
+		buckets: buckets,
+		appends: make(chan *appendRequest, 1024),
+		closing: make(chan struct{}),
+	}
+	s.committer.Add(1)
+	go s.commitLoop()
+	return s, nil
+}
+
+// Stats returns the store's cumulative counts.
+func (s *Store) Stats() *Stats { return &s.stats }
+
+// DiskUsage returns the bytes of the database's files.
+func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }
+
+// Append implements store.EventLog.
+func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.AppendResult, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	for i := range events {
+		if err := s.checkEvent(&events[i]); err != nil {
+			return nil, err
+		}
+	}
+	req := &appendRequest{events: events, results: make([]store.AppendResult, len(events)), done: make(chan error, 1)}
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	select {
+	case s.appends <- req:
+	case <-s.closing:
+		return nil, store.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// Once queued, the request is committed or failed by the committer even if ctx ends, so
+	// wait for the outcome: returning early would report a failure for a write that lands.
+	if err := <-req.done; err != nil {
+		return nil, err
+	}
+	return req.results, nil
+}
+
+func (s *Store) checkEvent(e *store.Event) error {
+	if _, ok := s.buckets[e.Key.Namespace]; !ok {
+		return fmt.Errorf("namespace %q is not configured in the embedded store", e.Key.Namespace)
+	}
+	if err := checkName(e.Key.Counter); err != nil {
+		return fmt.Errorf("invalid counter name: %w", err)
+	}
+	if e.Kind != store.KindAdd && e.Kind != store.KindClear {
+		return fmt.Errorf("event kind %d is neither add nor clear", e.Kind)
+	}
+	return nil
+}
+
+// commitLoop is the only writer of events. It drains every request waiting, builds one batch,
+// syncs it, and answers each request.
+func (s *Store) commitLoop() {
+	defer s.committer.Done()
+	var group []*appendRequest
+	for {
+		group = group[:0]
+		select {
+		case req := <-s.appends:
+			group = append(group, req)
+		case <-s.closing:
+			s.failPending(store.ErrClosed)
+			return
+		}
+		n := len(group[0].events)
+	drain:
+		for n < maxGroupEvents {
+			select {
+			case req := <-s.appends:
+				group = append(group, req)
+				n += len(req.events)
+			default:
+				break drain
+			}
+		}
+		err := s.commitGroup(group)
+		for _, req := range group {
+			req.done <- err
+		}
+	}
+}
+
+func (s *Store) failPending(err error) {
+	for {
+		select {
+		case req := <-s.appends:
+			req.done <- err
+		default:
+			return
+		}
+	}
+}
+
+// commitGroup writes the group's new events in one synced batch and fills in the results.
+func (s *Store) commitGroup(group []*appendRequest) error {
+	batch := s.db.NewBatch()
+	defer batch.Close()
+
+	// pending maps the token keys added to this batch to their events, so duplicates inside
+	// one group are found too.
+	pending := make(map[string]store.Event)
+	var buf []byte
+	written, dups := 0, 0
+	for _, req := range group {
+		for i := range req.events {
+			e := &req.events[i]
+			hash := tokenHash(e.Token)
+			tk := tokenKey(nil, e.Key, hash)
+
+			if prev, ok := pending[string(tk)]; ok {
+				req.results[i] = store.AppendResult{Duplicate: true, Existing: prev}
+				dups++
+				continue
+			}
+			prev, found, err := s.readToken(tk, e)
+			if err != nil {
+				return err
+			}
+			if found {
+				req.results[i] = store.AppendResult{Duplicate: true, Existing: prev}
+				dups++
+				continue
+			}
+
+			buf = eventKey(buf[:0], e.Key, e.Time, hash)
+			if err := batch.Set(buf, encodeEventValue(nil, e), nil); err != nil {
+				return err
+			}
+			if err := batch.Set(tk, encodeTokenValue(nil, e), nil); err != nil {
+				return err
+			}
+			bucket := store.BucketStart(e.Time, s.buckets[e.Key.Namespace])
+			if s.written.add(e.Key, bucket) {
+				buf = writtenKey(buf[:0], e.Key, bucket)
+				if err := batch.Set(buf, nil, nil); err != nil {
+					return err
+				}
+			}
+			pending[string(tk)] = *e
+			req.results[i] = store.AppendResult{}
+			written++
+		}
+	}
+	if written == 0 {
+		s.stats.Duplicates.Add(uint64(dups))
+		return nil
+	}
+	if err := s.db.Apply(batch, pebble.Sync); err != nil {
+		// The memo may now name index entries that were not written; forget it so later
+		// writes rewrite them.
+		s.written.reset()
+		return fmt.Errorf("failed to commit %d events: %w", written, err)
+	}
+	s.stats.Syncs.Add(1)
+	s.stats.EventsWritten.Add(uint64(written))
+	s.stats.Duplicates.Add(uint64(dups))
+	return nil
+}
+
+func (s *Store) readToken(tk []byte, e *store.Event) (store.Event, bool, error) {
+	v, closer, err := s.db.Get(tk)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return store.Event{}, false, nil
+	}
+	if err != nil {
+		return store.Event{}, false, fmt.Errorf("failed to read idempotency token: %w", err)
+	}
+	defer closer.Close()
+	t, kind, delta, err := decodeTokenValue(v)
+	if err != nil {
+		return store.Event{}, false, err
+	}
+	return store.Event{Key: e.Key, Time: t, Token: e.Token, Kind: kind, Delta: delta}, true, nil
+}
+
+// LookupToken implements store.EventLog.
+func (s *Store) LookupToken(_ context.Context, key store.Key, token string) (store.Event, bool, error) {
+	if s.closed.Load() {
+		return store.Event{}, false, store.ErrClosed
+	}
+	e := store.Event{Key: key, Token: token}
+	return s.readToken(tokenKey(nil, key, tokenHash(token)), &e)
+}
+
+// ScanEvents implements store.EventLog. Scanned events carry no Token: the log keeps only its
+// hash.
+func (s *Store) ScanEvents(ctx context.Context, key store.Key, after, upTo int64, fn func(store.Event) bool) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if upTo <= after {
+		return nil
+	}
+	lower := eventBound(nil, key, upTo)
+	// Events at exactly `after` are excluded: their keys start with eventBound(after), which
+	// sorts after every key of a newer event.
+	upper := eventBound(nil, key, after)
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+
+	prefixLen := len(lower) - 8
+	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()
+		t := timeFromInverted(binary.BigEndian.Uint64(k[prefixLen:]))
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		kind, delta, err := decodeEventValue(v)
+		if err != nil {
+			return fmt.Errorf("corrupt event of %s/%q: %w", key.Namespace, key.Counter, err)
+		}
+		if !fn(store.Event{Key: key, Time: t, Kind: kind, Delta: delta}) {
+			return nil
+		}
+	}
+	return it.Error()
+}
+
+// OldestEventAfter implements store.EventLog.
+func (s *Store) OldestEventAfter(ctx context.Context, key store.Key, after int64) (int64, bool, error) {
+	if s.closed.Load() {
+		return 0, false, store.ErrClosed
+	}
+	prefix := counterPrefix(nil, tagEvent, key)
+	upper := eventBound(nil, key, after)
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	if !it.Last() {
+		return 0, false, it.Error()
+	}
+	return timeFromInverted(binary.BigEndian.Uint64(it.Key()[len(prefix):])), true, nil
+}
+
+// ReadCheckpoint implements store.RollupStore.
+func (s *Store) ReadCheckpoint(_ context.Context, key store.Key) (store.Checkpoint, error) {
+	if s.closed.Load() {
+		return store.Checkpoint{}, store.ErrClosed
+	}
+	return s.readCheckpoint(checkpointKey(nil, key))
+}
+
+func (s *Store) readCheckpoint(k []byte) (store.Checkpoint, error) {
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return store.Checkpoint{}, nil
+	}
+	if err != nil {
+		return store.Checkpoint{}, err
+	}
+	defer closer.Close()
+	return decodeCheckpoint(v)
+}
+
+// WriteCheckpoints implements store.RollupStore. Checkpoints are not synced on their own: they
+// can be recomputed from the events, and the next synced append makes them durable.
+func (s *Store) WriteCheckpoints(_ context.Context, keys []store.Key, checkpoints []store.Checkpoint) error {
+	if len(keys) != len(checkpoints) {
+		return fmt.Errorf("%d keys but %d checkpoints", len(keys), len(checkpoints))
+	}
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
+
+	batch := s.db.NewBatch()
+	defer batch.Close()
+	n := 0
+	for i, key := range keys {
+		k := checkpointKey(nil, key)
+		stored, err := s.readCheckpoint(k)
+		if err != nil {
+			return err
+		}
+		// Invariant: a stored checkpoint's RollupTime never decreases.
+		if checkpoints[i].RollupTime <= stored.RollupTime {
+			continue
+		}
+		if err := batch.Set(k, encodeCheckpoint(checkpoints[i]), nil); err != nil {
+			return err
+		}
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := s.db.Apply(batch, pebble.NoSync); err != nil {
+		return fmt.Errorf("failed to write %d checkpoints: %w", n, err)
+	}
+	s.stats.CheckpointsWritten.Add(uint64(n))
+	return nil
+}
+
+// WrittenCounters implements store.WrittenIndex.
+func (s *Store) WrittenCounters(ctx context.Context, namespace string, bucketStart int64, fn func(counter string) bool) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	prefix := writtenBucketPrefix(nil, namespace, bucketStart)
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		if !fn(string(it.Key()[len(prefix):])) {
+			return nil
+		}
+	}
+	return it.Error()
+}
+
+// OldestWrittenBucket implements store.WrittenIndex.
+func (s *Store) OldestWrittenBucket(ctx context.Context, namespace string) (int64, bool, error) {
+	if s.closed.Load() {
+		return 0, false, store.ErrClosed
+	}
+	prefix := writtenPrefix(nil, namespace)
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	if !it.First() {
+		return 0, false, it.Error()
+	}
+	ordered := binary.BigEndian.Uint64(it.Key()[len(prefix):])
+	return int64(ordered ^ (1 << 63)), true, nil
+}
+
+// SweepMark implements store.WrittenIndex.
+func (s *Store) SweepMark(_ context.Context, namespace string) (int64, error) {
+	if s.closed.Load() {
+		return 0, store.ErrClosed
+	}
+	v, closer, err := s.db.Get(sweepMarkKey(namespace))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("sweep mark of namespace %q has %d bytes, want 8", namespace, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// SetSweepMark implements store.WrittenIndex.
+func (s *Store) SetSweepMark(ctx context.Context, namespace string, mark int64) error {
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
+	stored, err := s.SweepMark(ctx, namespace)
+	if err != nil {
+		return err
+	}
+	if mark <= stored {
+		return nil
+	}
+	return s.db.Set(sweepMarkKey(namespace), binary.BigEndian.AppendUint64(nil, uint64(mark)), pebble.NoSync)
+}
+
+// Expire implements store.WrittenIndex. It visits only the index entries of the expiring
+// buckets: for each counter written in such a bucket, one range deletion drops its events of
+// that bucket and a point deletion drops each of their tokens.
+func (s *Store) Expire(ctx context.Context, namespace string, before int64) error {
+	width, ok := s.buckets[namespace]
+	if !ok {
+		return fmt.Errorf("namespace %q is not configured in the embedded store", namespace)
+	}
+	for {
+		bucket, found, err := s.OldestWrittenBucket(ctx, namespace)
+		if err != nil || !found || bucket+int64(width) > before {
+			return err
+		}
+		if err := s.expireBucket(ctx, namespace, bucket, width); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Store) expireBucket(ctx context.Context, namespace string, bucket int64, width time.Duration) error {
+	batch := s.db.NewBatch()
+	defer batch.Close()
+
+	end := bucket + int64(width)
+	err := s.WrittenCounters(ctx, namespace, bucket, func(counter string) bool {
+		key := store.Key{Namespace: namespace, Counter: counter}
+		// Events of [bucket, end) have keys from eventBound(end-1) up to eventBound(bucket-1).
+		lower, upper := eventBound(nil, key, end-1), eventBound(nil, key, bucket-1)
+		if err := s.dropTokens(ctx, batch, key, lower, upper); err != nil {
+			s.logger.Error("Failed to drop expired idempotency tokens", "namespace", namespace, "counter", counter, "err", err)
+			return false
+		}
+		if err := batch.DeleteRange(lower, upper, nil); err != nil {
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	prefix := writtenBucketPrefix(nil, namespace, bucket)
+	if err := batch.DeleteRange(prefix, prefixEnd(prefix), nil); err != nil {
+		return err
+	}
+	if err := s.db.Apply(batch, pebble.NoSync); err != nil {
+		return fmt.Errorf("failed to expire bucket %s of namespace %q: %w", time.Unix(0, bucket).UTC().Format(time.RFC3339), namespace, err)
+	}
+	return nil
+}
+
+func (s *Store) dropTokens(ctx context.Context, batch *pebble.Batch, key store.Key, lower, upper []byte) error {
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var hash [tokenHashLen]byte
+	var buf []byte
+	for valid := it.First(); valid; valid = it.Next() {
+		copy(hash[:], it.Key()[len(it.Key())-tokenHashLen:])
+		buf = tokenKey(buf[:0], key, hash)
+		if err := batch.Delete(buf, nil); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Close stops the committer, failing appends still queued with store.ErrClosed, and closes the
+// database after a final sync.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.closing)
+		s.committer.Wait()
+		s.failPending(store.ErrClosed)
+		if ferr := s.db.Flush(); ferr != nil {
+			s.logger.Error("Failed to flush the embedded store before closing", "err", ferr)
+		}
+		err = s.db.Close()
+	})
+	return err
+}
+
+// writtenMemo remembers which counters already have a written-index entry in the newest
+// buckets, so repeated writes skip the extra key.
+type writtenMemo struct {
+	byBucket map[int64]map[store.Key]struct{}
+	size     int
+}
+
+// add records that key was written in bucket and reports whether its index entry must be
+// written.
+func (m *writtenMemo) add(key store.Key, bucket int64) bool {
+	if m.byBucket == nil {
+		m.byBucket = make(map[int64]map[store.Key]struct{})
+	}
+	set, ok := m.byBucket[bucket]
+	if !ok {
+		// A new bucket has begun. Late writes still reach the buckets just before it, so keep
+		// the newest few and forget the oldest.
+		if len(m.byBucket) >= memoBuckets {
+			oldest := bucket
+			for b := range m.byBucket {
+				oldest = min(oldest, b)
+			}
+			m.size -= len(m.byBucket[oldest])
+			delete(m.byBucket, oldest)
+		}
+		set = make(map[store.Key]struct{})
+		m.byBucket[bucket] = set
+	}
+	if _, seen := set[key]; seen {
+		return false
+	}
+	if m.size < maxWrittenMemo {
+		set[key] = struct{}{}
+		m.size++
+	}
+	return true
+}
+
+func (m *writtenMemo) reset() {
+	m.byBucket = nil
+	m.size = 0
+}
+
+// pebbleLogger sends Pebble's messages to slog: info at debug level, so a normal log stays
+// quiet.
+type pebbleLogger struct{ logger *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.logger.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.logger.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.logger.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,110 @@
+package pebblestore_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"testing"
+
+	"github.com/counterd/counterd/counterd/store"
+	"github.com/counterd/counterd/counterd/store/pebblestore"
+	"github.com/counterd/counterd/counterd/store/storetest"
+)
+
+func open(t *testing.T, opts store.Options) store.Store {
+	s, err := pebblestore.Open(t.TempDir(), opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) { storetest.Run(t, open) }
+
+func TestRollupConformance(t *testing.T) { storetest.RunRollup(t, open) }
+
+// TestGroupCommitSharesSyncs checks that concurrent appends are committed in groups: fewer WAL
+// syncs than events.
+func TestGroupCommitSharesSyncs(t *testing.T) {
+	s, err := pebblestore.Open(t.TempDir(), storetest.Options(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	const writers, perWriter = 64, 20
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				e := store.Event{
+					Key:  store.Key{Namespace: storetest.Namespace, Counter: fmt.Sprintf("c%d", w%7)},
+					Time: time.Now().UnixNano(), Token: fmt.Sprintf("%d-%d", w, i), Kind: store.KindAdd, Delta: 1,
+				}
+				if _, err := s.Append(context.Background(), []store.Event{e}); err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	events, syncs := s.Stats().EventsWritten.Load(), s.Stats().Syncs.Load()
+	if events != writers*perWriter {
+		t.Fatalf("%d events written, want %d", events, writers*perWriter)
+	}
+	if syncs >= events {
+		t.Fatalf("%d syncs for %d events: concurrent appends did not share syncs", syncs, events)
+	}
+	t.Logf("%d events in %d syncs", events, syncs)
+}
+
+// TestReopenKeepsEvents checks that appended events, tokens and checkpoints survive a close and
+// reopen of the same directory.
+func TestReopenKeepsEvents(t *testing.T) {
+	dir := t.TempDir()
+	s, err := pebblestore.Open(dir, storetest.Options(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := store.Key{Namespace: storetest.Namespace, Counter: "c"}
+	ctx := context.Background()
+	if _, err := s.Append(ctx, []store.Event{{Key: k, Time: 10, Token: "t", Kind: store.KindAdd, Delta: 4}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteCheckpoints(ctx, []store.Key{k}, []store.Checkpoint{{Count: store.Int128From(4), RollupTime: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = pebblestore.Open(dir, storetest.Options(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := s.Append(ctx, []store.Event{{Key: k, Time: 20, Token: "t", Kind: store.KindAdd, Delta: 4}})
+	if err != nil || !res[0].Duplicate {
+		t.Fatalf("token after reopen: duplicate=%v err=%v; want a duplicate", res[0].Duplicate, err)
+	}
+	cp, err := s.ReadCheckpoint(ctx, k)
+	if err != nil || cp.Count != store.Int128From(4) || cp.RollupTime != 10 {
+		t.Fatalf("checkpoint after reopen = %+v, %v", cp, err)
+	}
+}
+
+func TestUnknownNamespaceRejected(t *testing.T) {
+	s, err := pebblestore.Open(t.TempDir(), storetest.Options(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.Append(context.Background(), []store.Event{{Key: store.Key{Namespace: "other", Counter: "c"}, Token: "t", Kind: store.KindAdd}})
+	if err == nil {
+		t.Fatal("append to an unconfigured namespace succeeded")
+	}
+}
