@@ -31,8 +31,8 @@ const (
 	TableWrittenBuckets = "written_buckets"
 	// TableRollups stores one checkpoint per counter.
 	TableRollups = "rollups"
-	// TableSweepMarks stores the sweep mark of the namespace.
-	TableSweepMarks = "sweep_marks"
+	// TableMarks stores the sweep mark and the expiry mark of the namespace.
+	TableMarks = "marks"
 )
 
 // WrittenIndexShards is the number of partitions that each time bucket of the written-counter

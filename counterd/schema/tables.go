@@ -48,6 +48,7 @@ func (l layout) tables() []table {
 				"event_time bigint",
 				"kind tinyint",
 				"delta bigint",
+				"claim_id blob",
 				"PRIMARY KEY ((counter_name, idempotency_token))",
 			},
 			timeWindowCompaction: true,
@@ -96,10 +97,11 @@ func (l layout) tables() []table {
 			},
 		},
 		{
-			name: TableSweepMarks,
+			// One row per mark, named "sweep" and "expired".
+			name: TableMarks,
 			columns: []string{
 				"name text",
-				"mark bigint",
+				"mark blob",
 				"PRIMARY KEY (name)",
 			},
 		},

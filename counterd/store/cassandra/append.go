@@ -1,10 +1,15 @@
 package cassandra
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"unicode/utf8"
+
+	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/counterd/counterd/counterd/schema"
 	"github.com/counterd/counterd/counterd/store"
@@ -104,33 +109,148 @@ func (s *Store) appendOne(ctx context.Context, ev store.Event) (store.AppendResu
 	return result, nil
 }
 
-// claimToken inserts the token row of ev unless the token is already in the table. It
-// returns true when ev claimed the token, and otherwise the event stored with the token.
+// maxClaimAttempts bounds the lightweight transactions of one token claim.
+const maxClaimAttempts = 3
+
+// claimToken records ev under its idempotency token unless the token is already recorded for
+// an event that has not expired. It returns true when ev claimed the token, and otherwise the
+// event recorded with the token.
+//
+// Every claim carries a random claim id. A lightweight transaction that timed out may still
+// have been applied, so claimToken tries again, and finding its own claim id in the row means
+// that the earlier attempt was applied.
 func (s *Store) claimToken(ctx context.Context, ns *namespace, ev store.Event) (bool, store.Event, error) {
-	// A lightweight transaction is not idempotent for the driver: a retry after a timeout
-	// could find the row that the first attempt wrote and report it as a duplicate.
-	q := s.query(ctx, s.write, false, ns.cql.claimToken, ev.Key.Counter, ev.Token, ev.Time, int8(ev.Kind), ev.Delta).
+	claimID := make([]byte, 16)
+	if _, err := rand.Read(claimID); err != nil {
+		return false, store.Event{}, fmt.Errorf("failed to create a claim id: %w", err)
+	}
+
+	var lastErr error
+	for range maxClaimAttempts {
+		claimed, existing, err := s.tryClaim(ctx, ns, ev, claimID)
+		if err == nil && !claimed {
+			// The token is taken. Its event may lie in an expired time bucket, which makes the
+			// token free again.
+			var expired bool
+			expired, err = s.isExpired(ctx, ns, existing.event.Time)
+			if err == nil && !expired {
+				return false, existing.event, nil
+			}
+			if err == nil {
+				claimed, err = s.takeOverToken(ctx, ns, ev, claimID, existing.claimID)
+			}
+		}
+		if err == nil && claimed {
+			return true, store.Event{}, nil
+		}
+		if err != nil && (!isTimeout(err) || ctx.Err() != nil) {
+			return false, store.Event{}, mapError(err, "failed to claim idempotency token %q of counter %q in keyspace %s", ev.Token, ev.Key.Counter, ns.keyspace)
+		}
+		lastErr = err
+	}
+	return false, store.Event{}, mapError(lastErr, "failed to claim idempotency token %q of counter %q in keyspace %s after %d attempts", ev.Token, ev.Key.Counter, ns.keyspace, maxClaimAttempts)
+}
+
+// tokenRow is a row of the tokens table.
+type tokenRow struct {
+	event   store.Event
+	claimID []byte
+}
+
+// tryClaim inserts the token row of ev if it is missing. It returns true when the row now
+// carries claimID, and otherwise the row that another claim wrote.
+func (s *Store) tryClaim(ctx context.Context, ns *namespace, ev store.Event, claimID []byte) (bool, tokenRow, error) {
+	// The driver must not retry a lightweight transaction by itself, because a retry could
+	// find the first attempt's row. claimToken retries and checks the claim id instead.
+	q := s.query(ctx, s.write, false, ns.cql.claimToken, ev.Key.Counter, ev.Token, ev.Time, int8(ev.Kind), ev.Delta, claimID).
 		SerialConsistency(s.serial)
 	row := map[string]any{}
 	applied, err := q.MapScanCASContext(ctx, row)
 	if err != nil {
-		return false, store.Event{}, mapError(err, "failed to claim idempotency token %q of counter %q in keyspace %s", ev.Token, ev.Key.Counter, ns.keyspace)
+		return false, tokenRow{}, err
 	}
 	if applied {
-		return true, store.Event{}, nil
+		return true, tokenRow{}, nil
 	}
 
-	existing := store.Event{Key: ev.Key, Token: ev.Token}
+	existing, err := decodeTokenRow(ev, row)
+	if err != nil {
+		return false, tokenRow{}, fmt.Errorf("keyspace %s: %w", ns.keyspace, err)
+	}
+	if bytes.Equal(existing.claimID, claimID) {
+		return true, tokenRow{}, nil
+	}
+	return false, existing, nil
+}
+
+// takeOverToken replaces a token row whose event expired with the row of ev, unless another
+// claim replaced it first. It returns true when the row now carries claimID.
+func (s *Store) takeOverToken(ctx context.Context, ns *namespace, ev store.Event, claimID, oldClaimID []byte) (bool, error) {
+	q := s.query(ctx, s.write, false, ns.cql.replaceToken, ev.Time, int8(ev.Kind), ev.Delta, claimID, ev.Key.Counter, ev.Token, oldClaimID).
+		SerialConsistency(s.serial)
+	row := map[string]any{}
+	applied, err := q.MapScanCASContext(ctx, row)
+	if err != nil {
+		return false, err
+	}
+	if applied {
+		return true, nil
+	}
+	current, _ := row["claim_id"].([]byte)
+	return bytes.Equal(current, claimID), nil
+}
+
+// decodeTokenRow reads the row that a lightweight transaction returned when it was not
+// applied.
+func decodeTokenRow(ev store.Event, row map[string]any) (tokenRow, error) {
 	eventTime, okTime := row["event_time"].(int64)
 	kind, okKind := row["kind"].(int8)
 	delta, okDelta := row["delta"].(int64)
-	if !okTime || !okKind || !okDelta {
-		return false, store.Event{}, fmt.Errorf("unexpected token row for token %q of counter %q in keyspace %s: %v", ev.Token, ev.Key.Counter, ns.keyspace, row)
+	claimID, okClaim := row["claim_id"].([]byte)
+	if !okTime || !okKind || !okDelta || !okClaim {
+		return tokenRow{}, fmt.Errorf("unexpected token row for token %q of counter %q: %v", ev.Token, ev.Key.Counter, row)
 	}
-	existing.Time = eventTime
-	existing.Kind = store.Kind(kind)
-	existing.Delta = delta
-	return false, existing, nil
+	return tokenRow{
+		event:   store.Event{Key: ev.Key, Token: ev.Token, Time: eventTime, Kind: store.Kind(kind), Delta: delta},
+		claimID: claimID,
+	}, nil
+}
+
+// LookupToken implements store.EventLog. A token whose event lies in an expired time bucket is
+// not found.
+//
+// NOTE: a token is recorded before its event row is written, so LookupToken can return an
+// event whose Append failed after the claim. Appending the event again writes the row.
+func (s *Store) LookupToken(ctx context.Context, key store.Key, token string) (store.Event, bool, error) {
+	ns, err := s.namespace(key.Namespace)
+	if err != nil {
+		return store.Event{}, false, err
+	}
+	var (
+		eventTime, delta int64
+		kind             int8
+	)
+	err = s.query(ctx, s.read, true, ns.cql.selectToken, key.Counter, token).Scan(&eventTime, &kind, &delta)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return store.Event{}, false, nil
+	}
+	if err != nil {
+		return store.Event{}, false, mapError(err, "failed to look up idempotency token %q of counter %q in keyspace %s", token, key.Counter, ns.keyspace)
+	}
+	expired, err := s.isExpired(ctx, ns, eventTime)
+	if err != nil || expired {
+		return store.Event{}, false, err
+	}
+	return store.Event{Key: key, Time: eventTime, Token: token, Kind: store.Kind(kind), Delta: delta}, true, nil
+}
+
+// isExpired reports whether an event at eventTime lies in an expired time bucket.
+func (s *Store) isExpired(ctx context.Context, ns *namespace, eventTime int64) (bool, error) {
+	lastExpired, err := s.lastExpiredBucket(ctx, ns)
+	if err != nil {
+		return false, err
+	}
+	return bucketFloor(eventTime, ns.timeBucket) <= lastExpired, nil
 }
 
 // writeEvent writes the index entries of ev and then its event row. Scans find events through
@@ -223,15 +343,4 @@ func (ns *namespace) rememberWrittenBucket(bucket int64) {
 		clear(ns.writtenBuckets)
 	}
 	ns.writtenBuckets[bucket] = struct{}{}
-}
-
-// forgetWrittenBuckets drops the memo entries of buckets starting at or before last.
-func (ns *namespace) forgetWrittenBuckets(last int64) {
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	for bucket := range ns.writtenBuckets {
-		if bucket <= last {
-			delete(ns.writtenBuckets, bucket)
-		}
-	}
 }

@@ -5,15 +5,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
 	"github.com/counterd/counterd/counterd/store"
 )
 
-// checkpointSize is the length of an encoded checkpoint: 8 bytes of rollup time and 16 of
-// count.
-const checkpointSize = 24
+// checkpointSize is the length of an encoded checkpoint: 8 bytes of rollup time, 8 of write
+// order and 16 of count.
+const checkpointSize = 32
 
 // ReadCheckpoint implements store.RollupStore.
 func (s *Store) ReadCheckpoint(ctx context.Context, key store.Key) (store.Checkpoint, error) {
@@ -41,10 +42,10 @@ func (s *Store) ReadCheckpoint(ctx context.Context, key store.Key) (store.Checkp
 // Cassandra keeps the checkpoint with the latest window end whatever order the writes arrive
 // in.
 //
-// Two checkpoints whose RollupTimes fall in the same microsecond get the same timestamp.
-// Cassandra then keeps the larger cell value, and the encoding puts the rollup time first so
-// the larger value is the later RollupTime. With equal RollupTimes, the larger encoded count
-// wins.
+// Checkpoints whose RollupTimes fall in the same microsecond get the same timestamp, and
+// Cassandra then keeps the larger cell value. The encoding puts the rollup time first, so the
+// later RollupTime wins, and then the write order reversed, so that of two checkpoints with
+// equal RollupTimes the first one written stays.
 func (s *Store) WriteCheckpoints(ctx context.Context, keys []store.Key, checkpoints []store.Checkpoint) error {
 	if s.closed.Load() {
 		return store.ErrClosed
@@ -58,18 +59,31 @@ func (s *Store) WriteCheckpoints(ctx context.Context, keys []store.Key, checkpoi
 			return err
 		}
 		cp := checkpoints[i]
-		err = s.query(ctx, s.write, true, ns.cql.insertCheckpoint, keys[i].Counter, encodeCheckpoint(cp), writeTimestamp(cp.RollupTime)).Exec()
+		value := encodeCheckpoint(cp, s.nextWriteOrder())
+		err = s.query(ctx, s.write, true, ns.cql.insertCheckpoint, keys[i].Counter, value, writeTimestamp(cp.RollupTime)).Exec()
 		return mapError(err, "failed to write the checkpoint of counter %q in keyspace %s", keys[i].Counter, ns.keyspace)
 	})
 	return mapError(err, "failed to write checkpoints")
 }
 
-// encodeCheckpoint returns the rollup time with its sign bit flipped, big-endian, then the
-// count in the 16-byte form of store.Int128. Flipping the sign bit makes the byte order of the
-// encoding follow the numeric order of the rollup time, negative times included.
-func encodeCheckpoint(cp store.Checkpoint) []byte {
+// nextWriteOrder returns a number larger than any it returned before: the wall clock in Unix
+// nanoseconds, or one more than the last number when the clock did not advance.
+func (s *Store) nextWriteOrder() int64 {
+	for {
+		last := s.writeOrder.Load()
+		next := max(time.Now().UnixNano(), last+1)
+		if s.writeOrder.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
+// encodeCheckpoint returns the rollup time and the negated write order in the sortable form,
+// then the count in the 16-byte form of store.Int128.
+func encodeCheckpoint(cp store.Checkpoint, writeOrder int64) []byte {
 	b := make([]byte, 0, checkpointSize)
-	b = binary.BigEndian.AppendUint64(b, uint64(cp.RollupTime)^(1<<63))
+	b = appendSortable(b, cp.RollupTime)
+	b = appendSortable(b, -writeOrder)
 	return cp.Count.AppendBinary(b)
 }
 
@@ -78,9 +92,27 @@ func decodeCheckpoint(b []byte) (store.Checkpoint, error) {
 		return store.Checkpoint{}, fmt.Errorf("invalid checkpoint: %d bytes, want %d", len(b), checkpointSize)
 	}
 	return store.Checkpoint{
-		RollupTime: int64(binary.BigEndian.Uint64(b) ^ (1 << 63)),
-		Count:      store.Int128FromBinary(b[8:]),
+		RollupTime: readSortable(b),
+		Count:      store.Int128FromBinary(b[16:]),
 	}, nil
+}
+
+// sortableMask turns the big-endian bytes of an int64 into bytes whose order under
+// Cassandra's tie-break is the numeric order. When two cells have the same write timestamp,
+// Cassandra keeps the one whose value is larger by java.nio.ByteBuffer.compareTo, which
+// compares bytes as signed. Flipping the sign bit of the int64 makes unsigned byte order
+// numeric, and flipping the top bit of every byte turns unsigned byte order into signed byte
+// order. The two flips cancel on the first byte.
+const sortableMask = 0x0080808080808080
+
+// appendSortable appends the 8-byte sortable form of v to b.
+func appendSortable(b []byte, v int64) []byte {
+	return binary.BigEndian.AppendUint64(b, uint64(v)^sortableMask)
+}
+
+// readSortable decodes the first 8 bytes of b, written by appendSortable.
+func readSortable(b []byte) int64 {
+	return int64(binary.BigEndian.Uint64(b) ^ sortableMask)
 }
 
 // writeTimestamp converts Unix nanoseconds to the microseconds of a Cassandra write

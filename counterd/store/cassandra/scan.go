@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"time"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
 
@@ -23,8 +24,10 @@ func (s *Store) ScanEvents(ctx context.Context, key store.Key, after, upTo int64
 		return nil
 	}
 
-	// after < upTo, so after+1 does not overflow.
-	first := store.BucketStart(after+1, ns.timeBucket)
+	first, err := s.firstKeptBucket(ctx, ns, after)
+	if err != nil {
+		return err
+	}
 	last := store.BucketStart(upTo, ns.timeBucket)
 	buckets := s.query(ctx, s.read, true, ns.cql.selectBucketsNewestFirst, key.Counter, first, last).PageSize(pageSize).Iter()
 
@@ -81,6 +84,29 @@ func (s *Store) scanBucket(ctx context.Context, ns *namespace, key store.Key, bu
 	return true, nil
 }
 
+// firstKeptBucket returns the start of the oldest time bucket that can hold an event later
+// than after and has not expired. The caller ensures after < math.MaxInt64.
+func (s *Store) firstKeptBucket(ctx context.Context, ns *namespace, after int64) (int64, error) {
+	lastExpired, err := s.lastExpiredBucket(ctx, ns)
+	if err != nil {
+		return 0, err
+	}
+	first := bucketFloor(after+1, ns.timeBucket)
+	if lastExpired != math.MinInt64 {
+		first = max(first, lastExpired+1)
+	}
+	return first, nil
+}
+
+// bucketFloor is store.BucketStart, except that it returns math.MinInt64 where the bucket
+// start would be below the int64 range.
+func bucketFloor(t int64, width time.Duration) int64 {
+	if t < math.MinInt64+int64(width) {
+		return math.MinInt64
+	}
+	return store.BucketStart(t, width)
+}
+
 // cursor is the current row of one event-bucket query.
 type cursor struct {
 	iter  *gocql.Iter
@@ -122,7 +148,10 @@ func (s *Store) OldestEventAfter(ctx context.Context, key store.Key, after int64
 		return 0, false, nil
 	}
 
-	first := store.BucketStart(after+1, ns.timeBucket)
+	first, err := s.firstKeptBucket(ctx, ns, after)
+	if err != nil {
+		return 0, false, err
+	}
 	buckets := s.query(ctx, s.read, true, ns.cql.selectBucketsOldestFirst, key.Counter, first).PageSize(pageSize).Iter()
 	var bucket int64
 	for buckets.Scan(&bucket) {

@@ -6,14 +6,19 @@ import (
 	"github.com/counterd/counterd/counterd/schema"
 )
 
-// sweepMarkRow is the key of the one row of the sweep_marks table.
-const sweepMarkRow = "sweep"
+// Rows of the marks table.
+const (
+	markSweep   = "sweep"
+	markExpired = "expired"
+)
 
 // statements are the CQL statements of one keyspace. The driver prepares each statement on
 // its first use and caches it, and it routes each prepared statement to a replica of the
 // partition it names.
 type statements struct {
 	claimToken        string
+	replaceToken      string
+	selectToken       string
 	insertEvent       string
 	insertBucket      string
 	insertWritten     string
@@ -27,27 +32,29 @@ type statements struct {
 	selectCheckpoint string
 	insertCheckpoint string
 
-	selectWritten          string
-	selectOldestWritten    string
-	selectWrittenBucketsTo string
-	deleteWritten          string
-	deleteWrittenBucketsTo string
+	selectWritten       string
+	selectOldestWritten string
 
-	selectSweepMark string
-	insertSweepMark string
+	selectMark string
+	insertMark string
 }
 
 func newStatements(keyspace string) statements {
 	ks := schema.QuoteIdentifier(keyspace)
 	table := func(name string) string { return ks + "." + name }
+	tokens := table(schema.TableTokens)
 	events := table(schema.TableEvents)
 	buckets := table(schema.TableCounterBuckets)
 	written := table(schema.TableWrittenCounters)
 	writtenTimes := table(schema.TableWrittenBuckets)
+	marks := table(schema.TableMarks)
 
 	return statements{
-		claimToken: fmt.Sprintf("INSERT INTO %s (counter_name, idempotency_token, event_time, kind, delta) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS",
-			table(schema.TableTokens)),
+		claimToken: fmt.Sprintf("INSERT INTO %s (counter_name, idempotency_token, event_time, kind, delta, claim_id) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+			tokens),
+		replaceToken: fmt.Sprintf("UPDATE %s SET event_time = ?, kind = ?, delta = ?, claim_id = ? WHERE counter_name = ? AND idempotency_token = ? IF claim_id = ?",
+			tokens),
+		selectToken: fmt.Sprintf("SELECT event_time, kind, delta FROM %s WHERE counter_name = ? AND idempotency_token = ?", tokens),
 		insertEvent: fmt.Sprintf("INSERT INTO %s (counter_name, time_bucket, event_bucket, event_time, event_id, kind, delta) VALUES (?, ?, ?, ?, ?, ?, ?)",
 			events),
 		insertBucket:      fmt.Sprintf("INSERT INTO %s (counter_name, time_bucket) VALUES (?, ?)", buckets),
@@ -64,13 +71,10 @@ func newStatements(keyspace string) statements {
 		selectCheckpoint: fmt.Sprintf("SELECT checkpoint FROM %s WHERE counter_name = ?", table(schema.TableRollups)),
 		insertCheckpoint: fmt.Sprintf("INSERT INTO %s (counter_name, checkpoint) VALUES (?, ?) USING TIMESTAMP ?", table(schema.TableRollups)),
 
-		selectWritten:          fmt.Sprintf("SELECT counter_name FROM %s WHERE time_bucket = ? AND shard = ?", written),
-		selectOldestWritten:    fmt.Sprintf("SELECT time_bucket FROM %s WHERE part = 0 LIMIT 1", writtenTimes),
-		selectWrittenBucketsTo: fmt.Sprintf("SELECT time_bucket FROM %s WHERE part = 0 AND time_bucket <= ?", writtenTimes),
-		deleteWritten:          fmt.Sprintf("DELETE FROM %s WHERE time_bucket = ? AND shard = ?", written),
-		deleteWrittenBucketsTo: fmt.Sprintf("DELETE FROM %s WHERE part = 0 AND time_bucket <= ?", writtenTimes),
+		selectWritten:       fmt.Sprintf("SELECT counter_name FROM %s WHERE time_bucket = ? AND shard = ?", written),
+		selectOldestWritten: fmt.Sprintf("SELECT time_bucket FROM %s WHERE part = 0 AND time_bucket > ? LIMIT 1", writtenTimes),
 
-		selectSweepMark: fmt.Sprintf("SELECT mark FROM %s WHERE name = '%s'", table(schema.TableSweepMarks), sweepMarkRow),
-		insertSweepMark: fmt.Sprintf("INSERT INTO %s (name, mark) VALUES ('%s', ?) USING TIMESTAMP ?", table(schema.TableSweepMarks), sweepMarkRow),
+		selectMark: fmt.Sprintf("SELECT mark FROM %s WHERE name = ?", marks),
+		insertMark: fmt.Sprintf("INSERT INTO %s (name, mark) VALUES (?, ?) USING TIMESTAMP ?", marks),
 	}
 }

@@ -16,6 +16,7 @@ package cassandra
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,9 @@ type Store struct {
 	// bucket instead of once per event.
 	indexed *otter.Cache[indexKey, struct{}]
 
+	// writeOrder is the last value returned by nextWriteOrder.
+	writeOrder atomic.Int64
+
 	closed atomic.Bool
 }
 
@@ -71,6 +75,8 @@ type namespace struct {
 	// writtenBuckets remembers the written_buckets rows this process wrote.
 	mu             sync.Mutex
 	writtenBuckets map[int64]struct{}
+
+	expiry expiry
 }
 
 // Open connects to Cassandra and returns a store for the namespaces of opts. The keyspaces
@@ -149,6 +155,7 @@ func (s *Store) openNamespace(ctx context.Context, n config.Namespace) (*namespa
 		eventBuckets:   n.EventBuckets,
 		cql:            newStatements(n.Keyspace),
 		writtenBuckets: map[int64]struct{}{},
+		expiry:         expiry{before: math.MinInt64},
 	}, nil
 }
 

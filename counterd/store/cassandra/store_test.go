@@ -1,7 +1,7 @@
 package cassandra
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"math"
@@ -15,14 +15,60 @@ import (
 	"github.com/counterd/counterd/counterd/store"
 )
 
-func TestCheckpointEncodingKeepsOrder(t *testing.T) {
-	times := []int64{math.MinInt64, -5000, -1, 0, 1, 999, 1000, time.Now().UnixNano(), math.MaxInt64}
-	for i := 1; i < len(times); i++ {
-		lower := encodeCheckpoint(store.Checkpoint{RollupTime: times[i-1], Count: store.Int128From(math.MaxInt64)})
-		higher := encodeCheckpoint(store.Checkpoint{RollupTime: times[i], Count: store.Int128From(-1)})
-		if bytes.Compare(lower, higher) >= 0 {
-			t.Errorf("encoding of rollup time %d does not sort before %d", times[i-1], times[i])
+// javaCompare compares like java.nio.ByteBuffer.compareTo, which Cassandra uses to pick
+// between two cells with the same write timestamp: bytes compare as signed values.
+func javaCompare(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if c := cmp.Compare(int8(a[i]), int8(b[i])); c != 0 {
+			return c
 		}
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+var orderedTimes = []int64{math.MinInt64, -5000, -129, -128, -1, 0, 1, 127, 128, 255, 256, 999, 1000, 1 << 40, time.Now().UnixNano(), math.MaxInt64}
+
+func TestSortableEncodingKeepsOrder(t *testing.T) {
+	for i := 1; i < len(orderedTimes); i++ {
+		lower, higher := appendSortable(nil, orderedTimes[i-1]), appendSortable(nil, orderedTimes[i])
+		if javaCompare(lower, higher) >= 0 {
+			t.Errorf("sortable form of %d does not sort before %d under signed byte order", orderedTimes[i-1], orderedTimes[i])
+		}
+		if got := readSortable(higher); got != orderedTimes[i] {
+			t.Errorf("readSortable(appendSortable(%d)) = %d", orderedTimes[i], got)
+		}
+	}
+}
+
+func TestCheckpointEncodingLaterRollupWins(t *testing.T) {
+	for i := 1; i < len(orderedTimes); i++ {
+		// The earlier rollup is written later and has the larger count: neither may win.
+		lower := encodeCheckpoint(store.Checkpoint{RollupTime: orderedTimes[i-1], Count: store.Int128From(math.MaxInt64)}, 2)
+		higher := encodeCheckpoint(store.Checkpoint{RollupTime: orderedTimes[i], Count: store.Int128From(-1)}, 1)
+		if javaCompare(lower, higher) >= 0 {
+			t.Errorf("checkpoint at %d does not sort before the one at %d", orderedTimes[i-1], orderedTimes[i])
+		}
+	}
+}
+
+func TestCheckpointEncodingFirstWriteWinsTie(t *testing.T) {
+	first := encodeCheckpoint(store.Checkpoint{RollupTime: 100, Count: store.Int128From(10)}, 1000)
+	second := encodeCheckpoint(store.Checkpoint{RollupTime: 100, Count: store.Int128From(11)}, 1001)
+	if javaCompare(first, second) <= 0 {
+		t.Error("of two checkpoints with equal RollupTime, the later write sorts higher and would replace the first")
+	}
+}
+
+func TestNextWriteOrderIncreases(t *testing.T) {
+	s := &Store{}
+	s.writeOrder.Store(math.MaxInt64 - 10) // a clock far behind the last value
+	last := s.nextWriteOrder()
+	for range 5 {
+		next := s.nextWriteOrder()
+		if next <= last {
+			t.Fatalf("nextWriteOrder returned %d after %d", next, last)
+		}
+		last = next
 	}
 }
 
@@ -34,7 +80,7 @@ func TestCheckpointEncodingRoundTrip(t *testing.T) {
 		{RollupTime: -42, Count: store.Int128{Hi: math.MinInt64}},
 	}
 	for _, cp := range cps {
-		got, err := decodeCheckpoint(encodeCheckpoint(cp))
+		got, err := decodeCheckpoint(encodeCheckpoint(cp, 7))
 		if err != nil {
 			t.Fatalf("decode %+v: %v", cp, err)
 		}
@@ -45,8 +91,8 @@ func TestCheckpointEncodingRoundTrip(t *testing.T) {
 }
 
 func TestDecodeCheckpointRejectsShortValue(t *testing.T) {
-	if _, err := decodeCheckpoint(make([]byte, 16)); err == nil {
-		t.Error("decodeCheckpoint accepted 16 bytes, want an error")
+	if _, err := decodeCheckpoint(make([]byte, 24)); err == nil {
+		t.Error("decodeCheckpoint accepted 24 bytes, want an error")
 	}
 }
 
