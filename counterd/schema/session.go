@@ -98,7 +98,11 @@ func Apply(ctx context.Context, s *gocql.Session, o Options) error {
 	if !ok {
 		return fmt.Errorf("keyspace %s has no settings row after the schema was applied; apply it again", l.keyspace)
 	}
-	return recorded.Check(l.keyspace, o.Namespace)
+	n := o.Namespace
+	if n.Name == "" {
+		n.Name = l.keyspace
+	}
+	return recorded.Check(l.keyspace, n)
 }
 
 // Layout is the set of namespace settings recorded in a keyspace when it was created. They

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	mathrand "math/rand/v2"
+	"time"
 	"unicode/utf8"
 
 	gocql "github.com/apache/cassandra-gocql-driver/v2"
@@ -126,7 +128,7 @@ func (s *Store) claimToken(ctx context.Context, ns *namespace, ev store.Event) (
 	}
 
 	var lastErr error
-	for range maxClaimAttempts {
+	for attempt := range maxClaimAttempts {
 		claimed, existing, err := s.tryClaim(ctx, ns, ev, claimID)
 		if err == nil && !claimed {
 			// The token is taken. Its event may lie in an expired time bucket, which makes the
@@ -146,9 +148,32 @@ func (s *Store) claimToken(ctx context.Context, ns *namespace, ev store.Event) (
 		if err != nil && (!isTimeout(err) || ctx.Err() != nil) {
 			return false, store.Event{}, mapError(err, "failed to claim idempotency token %q of counter %q in keyspace %s", ev.Token, ev.Key.Counter, ns.keyspace)
 		}
+		// A timeout, or another claim took over the expired token first: try again.
 		lastErr = err
+		if attempt+1 < maxClaimAttempts {
+			if err := backOff(ctx, attempt); err != nil {
+				return false, store.Event{}, mapError(err, "failed to claim idempotency token %q of counter %q in keyspace %s", ev.Token, ev.Key.Counter, ns.keyspace)
+			}
+		}
+	}
+	if lastErr == nil {
+		lastErr = errors.New("other claims kept replacing the token row")
 	}
 	return false, store.Event{}, mapError(lastErr, "failed to claim idempotency token %q of counter %q in keyspace %s after %d attempts", ev.Token, ev.Key.Counter, ns.keyspace, maxClaimAttempts)
+}
+
+// backOff waits a random time of up to 20ms, 40ms, 80ms ... for attempt 0, 1, 2 ..., so that
+// claims of one token that timed out because they contended do not meet again at once.
+func backOff(ctx context.Context, attempt int) error {
+	limit := 20 * time.Millisecond << attempt
+	timer := time.NewTimer(mathrand.N(limit))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // tokenRow is a row of the tokens table.
@@ -271,10 +296,10 @@ func (s *Store) writeEvent(ctx context.Context, ns *namespace, ev store.Event) e
 // counter_buckets for scans, and in written_counters and written_buckets for rollups. Rows
 // this process wrote before are skipped.
 //
-// Invariant: a memo entry exists only for rows that were written and not deleted by this
-// process's Expire. Expire in another process deletes only time buckets older than the
-// retention, which no accepted event can fall in, so a stale memo entry never suppresses a
-// needed row.
+// Invariant: a memo entry exists only for rows this process wrote. No code deletes index rows:
+// they leave by TTL, at least two time buckets after the first event of their bucket, and by
+// then no event of the bucket is accepted any more, so a memo entry never suppresses a needed
+// row.
 func (s *Store) writeIndex(ctx context.Context, ns *namespace, counter string, bucket int64) error {
 	key := indexKey{namespace: ns.name, counter: counter, bucket: bucket}
 	if _, ok := s.indexed.GetIfPresent(key); ok {
