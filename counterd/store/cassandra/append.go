@@ -296,10 +296,9 @@ func (s *Store) writeEvent(ctx context.Context, ns *namespace, ev store.Event) e
 // counter_buckets for scans, and in written_counters and written_buckets for rollups. Rows
 // this process wrote before are skipped.
 //
-// Invariant: a memo entry exists only for rows this process wrote. No code deletes index rows:
-// they leave by TTL, at least two time buckets after the first event of their bucket, and by
-// then no event of the bucket is accepted any more, so a memo entry never suppresses a needed
-// row.
+// Invariant: a memo entry exists only for rows this process wrote. No code deletes index rows.
+// They leave by TTL, at least two time buckets after the first event of their bucket. By then
+// no event of the bucket is accepted any more, so a memo entry never suppresses a needed row.
 func (s *Store) writeIndex(ctx context.Context, ns *namespace, counter string, bucket int64) error {
 	key := indexKey{namespace: ns.name, counter: counter, bucket: bucket}
 	if _, ok := s.indexed.GetIfPresent(key); ok {

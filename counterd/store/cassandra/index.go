@@ -91,9 +91,8 @@ func (s *Store) SetSweepMark(ctx context.Context, namespace string, mark int64) 
 // event lies in such a bucket can be claimed again. The rows themselves leave by the tables'
 // TTL one retention after they were written, so no tombstone is written per event.
 //
-// NOTE: another process sees a new expiry mark only when it next reads the mark, up to one
-// time bucket later, and until then it still returns the expired rows that TTL has not
-// removed yet.
+// NOTE: another process reads a new expiry mark only when its cached mark is one time bucket
+// old. Until then it still returns the expired rows that TTL has not removed yet.
 func (s *Store) Expire(ctx context.Context, namespace string, before int64) error {
 	ns, err := s.namespace(namespace)
 	if err != nil {
