@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -21,59 +22,89 @@ const retryAfter = time.Second
 var errServerSkipped = errors.New("memcached server skipped after a recent failure")
 
 // servers is a memcache.ServerSelector that picks a server from the hash part of a key and
-// skips servers that failed recently.
+// skips servers that failed recently. A server's address is resolved again whenever it is
+// probed after a failure, so a memcached pod that comes back with a new IP address is found.
 type servers struct {
-	addrs  []net.Addr
-	state  []serverState
+	list   []server
 	logger *slog.Logger
 }
 
-type serverState struct {
+type server struct {
+	// name is the host:port from the configuration.
+	name string
+	// addr is the resolved address; nil until the name resolved once.
+	addr atomic.Pointer[net.TCPAddr]
 	// skipUntil is the Unix time in nanoseconds until which the server is skipped; zero
 	// means the server is up.
 	skipUntil atomic.Int64
 }
 
-func newServers(list []string, logger *slog.Logger) (*servers, error) {
-	s := &servers{addrs: make([]net.Addr, len(list)), state: make([]serverState, len(list)), logger: logger}
-	for i, server := range list {
-		addr, err := net.ResolveTCPAddr("tcp", server)
-		if err != nil {
-			return nil, fmt.Errorf("invalid memcached server %q in cache.memcached.servers: %w; use host:port", server, err)
+// newServers checks the form of every host:port and resolves it. A name that does not
+// resolve yet, such as a memcached pod that is not running, leaves its server skipped until
+// a probe resolves it.
+func newServers(names []string, logger *slog.Logger) (*servers, error) {
+	s := &servers{list: make([]server, len(names)), logger: logger}
+	for i, name := range names {
+		_, port, err := net.SplitHostPort(name)
+		if err == nil {
+			_, err = strconv.ParseUint(port, 10, 16)
 		}
-		s.addrs[i] = addr
+		if err != nil {
+			return nil, fmt.Errorf("invalid memcached server %q in cache.memcached.servers: %w; use host:port", name, err)
+		}
+		sv := &s.list[i]
+		sv.name = name
+		addr, err := net.ResolveTCPAddr("tcp", name)
+		if err != nil {
+			logger.Warn("Failed to resolve memcached server; skipping it until it resolves", "server", name, "error", err)
+			sv.skipUntil.Store(1) // in the past: the next call probes it
+			continue
+		}
+		sv.addr.Store(addr)
 	}
 	return s, nil
 }
 
 // index returns the server of a key made by itemKey.
 func (s *servers) index(key string) int {
-	if len(s.addrs) == 1 {
+	if len(s.list) == 1 {
 		return 0
 	}
 	hash := key[strings.LastIndexByte(key, ':')+1:]
-	return int(crc32.ChecksumIEEE([]byte(hash)) % uint32(len(s.addrs)))
+	return int(crc32.ChecksumIEEE([]byte(hash)) % uint32(len(s.list)))
 }
 
 // PickServer implements memcache.ServerSelector. After retryAfter has passed, the first
-// caller gets the server as a probe and pushes the skip time forward for the others.
+// caller gets the server as a probe, with its name resolved again, and pushes the skip time
+// forward for the others.
 func (s *servers) PickServer(key string) (net.Addr, error) {
-	i := s.index(key)
-	state := &s.state[i]
-	until := state.skipUntil.Load()
+	sv := &s.list[s.index(key)]
+	until := sv.skipUntil.Load()
 	if until == 0 {
-		return s.addrs[i], nil
+		return sv.addr.Load(), nil
 	}
 	now := time.Now().UnixNano()
-	if now < until || !state.skipUntil.CompareAndSwap(until, now+int64(retryAfter)) {
-		return nil, fmt.Errorf("%w: %s", errServerSkipped, s.addrs[i])
+	if now < until || !sv.skipUntil.CompareAndSwap(until, now+int64(retryAfter)) {
+		return nil, fmt.Errorf("%w: %s", errServerSkipped, sv.name)
 	}
-	return s.addrs[i], nil
+
+	addr, err := net.ResolveTCPAddr("tcp", sv.name)
+	if err != nil {
+		return nil, fmt.Errorf("failed to resolve memcached server %s: %w", sv.name, err)
+	}
+	if old := sv.addr.Swap(addr); old != nil && old.String() != addr.String() {
+		s.logger.Info("memcached server moved to a new address", "server", sv.name, "from", old, "to", addr)
+	}
+	return addr, nil
 }
 
 // Each implements memcache.ServerSelector.
 func (s *servers) Each(fn func(net.Addr) error) error {
-	for _, addr := range s.addrs {
+	for i := range s.list {
+		addr := s.list[i].addr.Load()
+		if addr == nil {
+			continue
+		}
 		if err := fn(addr); err != nil {
 			return err
 		}
@@ -87,16 +118,15 @@ func (s *servers) record(key string, err error) {
 	if errors.Is(err, errServerSkipped) {
 		return
 	}
-	i := s.index(key)
-	state := &s.state[i]
+	sv := &s.list[s.index(key)]
 	if err != nil && isConnectionError(err) {
-		if state.skipUntil.Swap(time.Now().UnixNano()+int64(retryAfter)) == 0 {
-			s.logger.Warn("memcached server unavailable; skipping it", "server", s.addrs[i], "retryAfter", retryAfter, "error", err)
+		if sv.skipUntil.Swap(time.Now().UnixNano()+int64(retryAfter)) == 0 {
+			s.logger.Warn("memcached server unavailable; skipping it", "server", sv.name, "retryAfter", retryAfter, "error", err)
 		}
 		return
 	}
-	if state.skipUntil.Load() != 0 && state.skipUntil.Swap(0) != 0 {
-		s.logger.Info("memcached server reachable again", "server", s.addrs[i])
+	if sv.skipUntil.Load() != 0 && sv.skipUntil.Swap(0) != 0 {
+		s.logger.Info("memcached server reachable again", "server", sv.name)
 	}
 }
 
