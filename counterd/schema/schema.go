@@ -90,6 +90,13 @@ type layout struct {
 // row is inserted only if missing. The keyspace's replication of an existing keyspace is left
 // alone; AlterReplication changes it.
 func Statements(o Options) ([]string, error) {
+	return statements(o, nil)
+}
+
+// statements returns the statements of Statements. When existing is not nil, it leaves out
+// the ALTER TABLE of every table missing from existing, because CREATE TABLE sets the same
+// options and each schema change costs a cluster-wide schema agreement.
+func statements(o Options, existing map[string]bool) ([]string, error) {
 	l, err := o.layout()
 	if err != nil {
 		return nil, err
@@ -106,12 +113,15 @@ func Statements(o Options) ([]string, error) {
 		insertSettings(ks, l),
 	}
 	for _, t := range l.tables() {
-		stmts = append(stmts, t.create(ks), t.alter(ks))
+		stmts = append(stmts, t.create(ks))
+		if existing == nil || existing[t.name] {
+			stmts = append(stmts, t.alter(ks))
+		}
 	}
 	return stmts, nil
 }
 
-// Keyspace returns the validated keyspace name that o selects.
+// keyspace returns the validated keyspace name that o selects.
 func (o Options) keyspace() (string, error) {
 	ks := o.Keyspace
 	if ks == "" {

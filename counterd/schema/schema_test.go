@@ -212,3 +212,38 @@ func TestLayoutCheck(t *testing.T) {
 		t.Errorf("Check with changed timeBucket = %v, want an error naming timeBucket 1m0s", err)
 	}
 }
+
+func TestStatementsSkipAlterOfNewTables(t *testing.T) {
+	opts := Options{Keyspace: "ks"}
+	all, err := statements(opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := statements(opts, map[string]bool{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	someExist, err := statements(opts, map[string]bool{TableEvents: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	countAlters := func(stmts []string) int {
+		n := 0
+		for _, s := range stmts {
+			if strings.HasPrefix(s, "ALTER TABLE") {
+				n++
+			}
+		}
+		return n
+	}
+	if got := countAlters(fresh); got != 0 {
+		t.Errorf("statements for a new keyspace hold %d ALTER TABLE, want 0", got)
+	}
+	if got := countAlters(someExist); got != 1 {
+		t.Errorf("statements with only the events table existing hold %d ALTER TABLE, want 1", got)
+	}
+	if len(all)-countAlters(all) != len(fresh) {
+		t.Errorf("leaving out ALTER TABLE dropped other statements: %d of %d remain", len(fresh), len(all))
+	}
+}

@@ -73,11 +73,15 @@ func ParseConsistency(level string) (gocql.Consistency, error) {
 // Apply creates the keyspace and tables of o, waits until every node agrees on the schema,
 // and checks that the settings recorded in the keyspace match o.Namespace.
 func Apply(ctx context.Context, s *gocql.Session, o Options) error {
-	stmts, err := Statements(o)
+	l, err := o.layout()
 	if err != nil {
 		return err
 	}
-	l, err := o.layout()
+	existing, err := readTables(ctx, s, l.keyspace)
+	if err != nil {
+		return err
+	}
+	stmts, err := statements(o, existing)
 	if err != nil {
 		return err
 	}
@@ -103,6 +107,21 @@ func Apply(ctx context.Context, s *gocql.Session, o Options) error {
 		n.Name = l.keyspace
 	}
 	return recorded.Check(l.keyspace, n)
+}
+
+// readTables returns the names of the tables in keyspace; none when the keyspace is missing.
+func readTables(ctx context.Context, s *gocql.Session, keyspace string) (map[string]bool, error) {
+	iter := s.Query("SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?", keyspace).
+		Idempotent(true).IterContext(ctx)
+	tables := map[string]bool{}
+	var name string
+	for iter.Scan(&name) {
+		tables[name] = true
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("failed to list the tables of keyspace %s: %w", keyspace, err)
+	}
+	return tables, nil
 }
 
 // Layout is the set of namespace settings recorded in a keyspace when it was created. They
