@@ -52,18 +52,33 @@ func (s *Store) scanBucket(ctx context.Context, ns *namespace, key store.Key, bu
 		}
 	}()
 
-	// NOTE: the event buckets are queried one after another, so a scan of one time bucket
-	// costs eventBuckets round trips before the first event comes back.
-	for eb := range ns.eventBuckets {
-		iter := s.query(ctx, s.read, true, ns.cql.selectEvents, key.Counter, bucket, int32(eb), after, upTo).PageSize(pageSize).Iter()
-		c := &cursor{iter: iter, event: store.Event{Key: key}}
-		if !c.next() {
-			if err := iter.Close(); err != nil {
-				return false, err
+	// The first page of every event bucket is fetched at once. The iterators keep the
+	// caller's ctx, which they need for later pages after parallel returns.
+	iters := make([]*gocql.Iter, ns.eventBuckets)
+	if err := parallel(ctx, len(iters), func(_ context.Context, eb int) error {
+		iters[eb] = s.query(ctx, s.read, true, ns.cql.selectEvents, key.Counter, bucket, int32(eb), after, upTo).PageSize(pageSize).Iter()
+		return nil
+	}); err != nil {
+		// ctx ended before every query started.
+		for _, iter := range iters {
+			if iter != nil {
+				iter.Close()
 			}
+		}
+		return false, err
+	}
+	for i, iter := range iters {
+		c := &cursor{iter: iter, event: store.Event{Key: key}}
+		if c.next() {
+			merge = append(merge, c)
 			continue
 		}
-		merge = append(merge, c)
+		if err := iter.Close(); err != nil {
+			for _, rest := range iters[i+1:] {
+				rest.Close()
+			}
+			return false, err
+		}
 	}
 	heap.Init(&merge)
 
@@ -169,19 +184,25 @@ func (s *Store) OldestEventAfter(ctx context.Context, key store.Key, after int64
 }
 
 func (s *Store) oldestInBucket(ctx context.Context, ns *namespace, key store.Key, bucket, after int64) (int64, bool, error) {
-	oldest, found := int64(0), false
-	for eb := range ns.eventBuckets {
-		var t int64
-		err := s.query(ctx, s.read, true, ns.cql.selectOldestEvent, key.Counter, bucket, int32(eb), after).Scan(&t)
+	times := make([]int64, ns.eventBuckets)
+	found := make([]bool, ns.eventBuckets)
+	err := parallel(ctx, ns.eventBuckets, func(ctx context.Context, eb int) error {
+		err := s.query(ctx, s.read, true, ns.cql.selectOldestEvent, key.Counter, bucket, int32(eb), after).Scan(&times[eb])
 		if errors.Is(err, gocql.ErrNotFound) {
-			continue
+			return nil
 		}
-		if err != nil {
-			return 0, false, err
-		}
-		if !found || t < oldest {
-			oldest, found = t, true
+		found[eb] = err == nil
+		return err
+	})
+	if err != nil {
+		return 0, false, err
+	}
+
+	oldest, foundAny := int64(0), false
+	for eb, ok := range found {
+		if ok && (!foundAny || times[eb] < oldest) {
+			oldest, foundAny = times[eb], true
 		}
 	}
-	return oldest, found, nil
+	return oldest, foundAny, nil
 }
