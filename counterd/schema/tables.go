@@ -152,8 +152,8 @@ func (t table) options() []string {
 }
 
 // compactionWindow returns a TimeWindowCompactionStrategy window of about one 24th of ttl,
-// rounded up to a whole number of minutes, hours or days, so that a table holds about 24
-// windows and an SSTable can be dropped whole about one window after its rows expire.
+// rounded up to a whole number of minutes, hours or days. A table then holds about 24
+// windows, and an SSTable can be dropped whole about one window after its rows expire.
 func compactionWindow(ttl time.Duration) (unit string, size int64) {
 	w := max(ttl/24, time.Minute)
 	switch {

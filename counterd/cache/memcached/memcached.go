@@ -48,8 +48,8 @@ type Cache struct {
 
 var _ cache.Cache = (*Cache)(nil)
 
-// New returns a cache over the servers of cfg. It fails only on a server that is not of the
-// form host:port. A server that does not resolve yet is skipped until it does.
+// New returns a cache over the servers of cfg. It fails when no server is listed or a server
+// is not of the form host:port. A server that does not resolve yet is skipped until it does.
 func New(cfg config.Memcached, logger *slog.Logger) (*Cache, error) {
 	if len(cfg.Servers) == 0 {
 		return nil, errors.New("no memcached servers: set cache.memcached.servers")
