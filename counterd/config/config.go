@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -140,13 +141,26 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte) (*Config, error) {
 	cfg := &Config{}
 	if err := yaml.UnmarshalStrict(data, cfg); err != nil {
-		return nil, err
+		return nil, decodeError(err)
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// decodeError removes the YAML and JSON decoders' layered prefixes and adds how to fix an
+// unknown field.
+func decodeError(err error) error {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "json: "); i >= 0 {
+		msg = msg[i+len("json: "):]
+	}
+	if strings.HasPrefix(msg, "unknown field") {
+		return fmt.Errorf("%s: check its spelling, case and indentation; zero values mean the default", msg)
+	}
+	return errors.New(msg)
 }
 
 // Marshal renders the configuration as YAML.

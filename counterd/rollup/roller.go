@@ -103,7 +103,7 @@ func (r *Roller) RollupBatch(ctx context.Context, counters []string, trigger str
 
 // DueTime returns when a counter whose oldest unfolded event is at eventTime is worth rolling
 // up: once the window has passed that event, and not sooner than one coalesce period from now,
-// so that a busy counter is rolled up at most once per period.
+// so that writes roll a busy counter up at most once per period.
 func DueTime(ns *config.Namespace, now, eventTime int64) int64 {
 	return max(now+int64(ns.Rollup.Coalesce.Duration), eventTime+int64(ns.WindowDelay()))
 }

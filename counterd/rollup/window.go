@@ -9,9 +9,9 @@ import (
 )
 
 // Holds tracks the event times of writes that passed their accept check but are not yet
-// committed. A rollup window must end before the oldest of them: such a write can stall (a GC
-// pause, a slow fsync) until after a rollup would otherwise have folded its event time, and its
-// acknowledged add would then be lost to the checkpoint.
+// committed. A rollup window must end before the oldest of them. Such a write can stall (a GC
+// pause, a slow fsync) past the moment a rollup would otherwise fold its event time, and the
+// checkpoint would then miss an acknowledged add.
 //
 // A writer calls Begin before it reads the clock for its accept check and End after its commit
 // returns. A rollup reads the clock before it calls Oldest. So either the rollup sees the hold,

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,8 @@ type Options struct {
 	Cache cache.Cache
 	// Clock overrides the system clock, for tests.
 	Clock rollup.Clock
+	// Profiling serves Go's profiles under /debug/pprof/ on the same listener.
+	Profiling bool
 }
 
 // Server is a running counterd.
@@ -60,6 +63,8 @@ type Server struct {
 	served   chan error
 	ready    atomic.Bool
 	closed   atomic.Bool
+
+	profiling bool
 }
 
 // Start opens the backends, starts the rollup pipelines and begins serving on cfg.Listen. It
@@ -70,7 +75,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, logger: logger, metrics: metrics.New(), store: opts.Store, cache: opts.Cache}
+	s := &Server{cfg: cfg, logger: logger, metrics: metrics.New(), store: opts.Store, cache: opts.Cache, profiling: opts.Profiling}
 
 	if s.store == nil {
 		st, err := openStore(cfg, logger)
@@ -125,8 +130,13 @@ func openStore(cfg *config.Config, logger *slog.Logger) (store.Store, error) {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	interceptors := connect.WithInterceptors(s.observe())
-	mux.Handle(counterv1connect.NewCounterServiceHandler(&handler{svc: s.svc, logger: s.logger}, interceptors))
+	mux.Handle(counterv1connect.NewCounterServiceHandler(&handler{svc: s.svc, logger: s.logger},
+		connect.WithInterceptors(s.observe()),
+		// Responses are a few bytes: compressing them costs far more than it saves.
+		connect.WithCompressMinBytes(1024),
+		connect.WithCodec(jsonCodec{name: "json"}),
+		connect.WithCodec(jsonCodec{name: "json; charset=utf-8"}),
+	))
 
 	s.health = grpchealth.NewStaticChecker(counterv1connect.CounterServiceName)
 	mux.Handle(grpchealth.NewHandler(s.health))
@@ -134,6 +144,12 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 
+	if s.profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))

@@ -30,7 +30,7 @@ func h2cClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{Protocols: p}}
 }
 
-func startServer(t *testing.T, yaml, dataDir string) *server.Server {
+func startServer(t testing.TB, yaml, dataDir string) *server.Server {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -93,9 +93,10 @@ func TestProtocolsOnOneListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	got, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("JSON GetCount status %d, want 200", resp.StatusCode)
+	if resp.StatusCode != http.StatusOK || string(got) != `{"count":"0"}` {
+		t.Fatalf("JSON GetCount of a new counter = %d %s, want 200 {\"count\":\"0\"}", resp.StatusCode, got)
 	}
 
 	// Errors name the field, in JSON too.

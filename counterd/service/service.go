@@ -1,6 +1,6 @@
 // Package service implements the counter operations on top of a store, a cache and the rollup
 // pipelines: validation, the accept window, idempotency, clears and the three counter types.
-// It knows nothing of the wire protocol; the server package adapts it to the API.
+// It does not depend on the wire protocol: the server package adapts it to the API.
 package service
 
 import (
@@ -280,7 +280,7 @@ func (s *Service) tooNew(ns *config.Namespace, generated, now time.Time) error {
 		generated.UTC().Format(time.RFC3339Nano), generated.Sub(now).Round(time.Millisecond), now.Format(time.RFC3339Nano), ns.MaxClockSkew.Duration, ns.Name)
 }
 
-// lateRetry answers a mutation whose event time was rejected. If the same token was already
+// lateRetry handles a mutation whose event time was rejected. If the same token was already
 // applied with the same mutation, this is a late retry of an acknowledged request, so it is
 // acknowledged again instead of reported as a failure.
 func (s *Service) lateRetry(ctx context.Context, key store.Key, event store.Event, rejection error) (MutationResult, error) {
@@ -353,7 +353,7 @@ func (s *Service) Get(ctx context.Context, nsName, counter string) (int64, error
 }
 
 // checkpoint returns the cached checkpoint of key, or reads it from the store and caches it. On
-// a miss with a stale checkpoint it also asks for a rollup.
+// a miss with a stale checkpoint it also queues a rollup.
 func (s *Service) checkpoint(ctx context.Context, ns *namespace, key store.Key) (store.Checkpoint, error) {
 	cp, found, err := s.cache.GetCheckpoint(ctx, key)
 	if err == nil && found {

@@ -36,7 +36,7 @@ type fixture struct {
 
 // newFixture returns a service over a real Pebble store with one namespace of each counter
 // type. Its pipelines are not started: tests roll up explicitly with rollupAll.
-func newFixture(t *testing.T, wrap func(store.Store) store.Store) *fixture {
+func newFixture(t testing.TB, wrap func(store.Store) store.Store) *fixture {
 	t.Helper()
 	cfg, err := config.Parse([]byte(`
 namespaces:

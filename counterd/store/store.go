@@ -18,7 +18,7 @@ var (
 	// ErrUnavailable means the store could not be reached or lost quorum. Retrying the same
 	// request, with the same idempotency token, is safe.
 	ErrUnavailable = errors.New("store unavailable")
-	// ErrTimeout means the store did not answer within its deadline. The write may or may not
+	// ErrTimeout means the store did not respond within its deadline. The write may or may not
 	// have been applied; retrying with the same idempotency token is safe.
 	ErrTimeout = errors.New("store timed out")
 	// ErrClosed is returned by every method after Close.
@@ -31,7 +31,7 @@ type Key struct {
 	Counter   string
 }
 
-// Kind tells an add from a clear.
+// Kind distinguishes adds from clears.
 type Kind uint8
 
 const (

@@ -23,6 +23,7 @@ func runServe(args []string) int {
 	configFile := fs.String("config", "", "YAML config file with the namespaces; without it the namespace \"default\" is served")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	profiling := fs.Bool("pprof", false, "serve Go's CPU, heap and trace profiles under /debug/pprof/ on the listen address; keep it off on untrusted networks")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: counterd serve [flags]\n\nRun the counter server. Flags override the config file.\n\n")
 		fs.PrintDefaults()
@@ -59,7 +60,7 @@ func runServe(args []string) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := server.Start(ctx, server.Options{Config: cfg, Logger: logger})
+	srv, err := server.Start(ctx, server.Options{Config: cfg, Logger: logger, Profiling: *profiling})
 	if err != nil {
 		logger.Error("Failed to start", "err", err)
 		return 1

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/counterd/counterd/counterd/store"
 )
@@ -28,6 +29,13 @@ const maxGroupEvents = 4096
 // maxWrittenMemo bounds the per-bucket set of counters whose index entry was already written,
 // so a counter written many times in one bucket writes its entry once.
 const maxWrittenMemo = 1 << 20
+
+// Pebble sizing: the block cache holds hot checkpoints and index blocks, and a larger memtable
+// absorbs more appends before a flush.
+const (
+	blockCacheBytes = 128 << 20
+	memTableBytes   = 64 << 20
+)
 
 // memoBuckets is the number of time buckets the memo keeps.
 const memoBuckets = 3
@@ -86,11 +94,19 @@ func Open(dir string, opts store.Options, logger *slog.Logger) (*Store, error) {
 		buckets[ns.Name] = ns.TimeBucket.Duration
 	}
 
-	db, err := pebble.Open(dir, &pebble.Options{
-		Logger: pebbleLogger{logger},
-		// Every write that matters is synced by the committer; checkpoints and index
-		// clean-ups ride on the next sync.
-	})
+	blockCache := pebble.NewCache(blockCacheBytes)
+	defer blockCache.Unref()
+	popts := &pebble.Options{
+		Logger:       pebbleLogger{logger},
+		Cache:        blockCache,
+		MemTableSize: memTableBytes,
+	}
+	// Every append looks up its token, and almost every token is new: Bloom filters let such
+	// a lookup skip the sstables instead of reading a block from each level.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)
 	}
@@ -155,7 +171,7 @@ func (s *Store) checkEvent(e *store.Event) error {
 }
 
 // commitLoop is the only writer of events. It drains every request waiting, builds one batch,
-// syncs it, and answers each request.
+// syncs it, and completes each request.
 func (s *Store) commitLoop() {
 	defer s.committer.Done()
 	var group []*appendRequest

@@ -1,0 +1,236 @@
+package rollup_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/counterd/counterd/counterd/cache"
+	"github.com/counterd/counterd/counterd/config"
+	"github.com/counterd/counterd/counterd/rollup"
+	"github.com/counterd/counterd/counterd/store"
+	"github.com/counterd/counterd/counterd/store/pebblestore"
+)
+
+// base is the start of a time bucket.
+var base = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+
+type fixture struct {
+	ns    *config.Namespace
+	store store.Store
+	now   atomic.Int64
+	pipe  *rollup.Pipeline
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ns := &config.Namespace{Name: "ns"}
+	ns.SetDefaults()
+	st, err := pebblestore.Open(t.TempDir(), store.Options{Namespaces: []config.Namespace{*ns}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	f := &fixture{ns: ns, store: st}
+	f.now.Store(base)
+	roller := rollup.NewRoller(ns, st, cache.NewMemory(0), rollup.NewHolds(), f.now.Load, nil, nil)
+	f.pipe = rollup.NewPipeline(roller, nil, nil)
+	return f
+}
+
+// write appends one add per counter at time at, without hinting any rollup.
+func (f *fixture) write(t *testing.T, at int64, delta int64, counters ...string) {
+	t.Helper()
+	for _, c := range counters {
+		e := store.Event{Key: store.Key{Namespace: "ns", Counter: c}, Time: at, Token: fmt.Sprint(c, at), Kind: store.KindAdd, Delta: delta}
+		if _, err := f.store.Append(context.Background(), []store.Event{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (f *fixture) checkpoint(t *testing.T, counter string) store.Checkpoint {
+	t.Helper()
+	cp, err := f.store.ReadCheckpoint(context.Background(), store.Key{Namespace: "ns", Counter: counter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cp
+}
+
+func counters(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprint("c", i)
+	}
+	return out
+}
+
+func TestHintsCoalesce(t *testing.T) {
+	f := newFixture(t)
+	for i := range 100 {
+		f.pipe.Hint("hot", base+int64(i))
+	}
+	f.pipe.Hint("other", base)
+	if got := f.pipe.Len(); got != 2 {
+		t.Fatalf("queue holds %d counters after 101 hints for 2 counters, want 2", got)
+	}
+}
+
+func TestQueueRollsUpDueCounters(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, base, 4, "a", "b")
+	f.now.Store(base + int64(f.ns.WindowDelay()) + 1)
+	f.pipe.Hint("a", f.now.Load())
+	f.pipe.Hint("b", f.now.Load()+int64(time.Hour)) // not due
+	f.pipe.Start()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for f.checkpoint(t, "a").RollupTime == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if cp := f.checkpoint(t, "a"); cp.Count != store.Int128From(4) {
+		t.Fatalf("due counter checkpoint = %+v, want count 4", cp)
+	}
+	if cp := f.checkpoint(t, "b"); cp.RollupTime != 0 {
+		t.Fatalf("counter not yet due was rolled up: %+v", cp)
+	}
+
+	// Stop drains the queue: the counter not yet due is rolled up too.
+	if err := f.pipe.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if cp := f.checkpoint(t, "b"); cp.Count != store.Int128From(4) {
+		t.Fatalf("after Stop the queued counter = %+v, want count 4", cp)
+	}
+	if f.pipe.Len() != 0 {
+		t.Fatalf("%d counters left queued after Stop", f.pipe.Len())
+	}
+}
+
+func TestSweepFindsCountersWithoutHints(t *testing.T) {
+	f := newFixture(t)
+	width := int64(f.ns.TimeBucket.Duration)
+	names := counters(150) // more than one rollup batch
+	f.write(t, base+1, 2, names...)
+	f.write(t, base+width+1, 3, "late") // next bucket
+
+	// The window has passed the first bucket but not the second.
+	f.now.Store(base + width + int64(f.ns.WindowDelay()))
+	mark, err := f.pipe.Sweep(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mark != base+width {
+		t.Fatalf("sweep mark = base+%d, want the end of the first bucket", mark-base)
+	}
+	for _, c := range names {
+		if cp := f.checkpoint(t, c); cp.Count != store.Int128From(2) || cp.RollupTime < base+width {
+			t.Fatalf("counter %s after the sweep = %+v, want count 2 covering the bucket", c, cp)
+		}
+	}
+	if stored, _ := f.store.SweepMark(context.Background(), "ns"); stored != mark {
+		t.Fatalf("stored sweep mark = %d, want %d", stored, mark)
+	}
+	if cp := f.checkpoint(t, "late"); cp.RollupTime != 0 {
+		t.Fatalf("a counter of an unswept bucket was rolled up: %+v", cp)
+	}
+
+	f.now.Store(base + 2*width + int64(f.ns.WindowDelay()))
+	if mark, err = f.pipe.Sweep(context.Background()); err != nil || mark != base+2*width {
+		t.Fatalf("second sweep = base+%d, %v; want base+2 buckets", mark-base, err)
+	}
+	if cp := f.checkpoint(t, "late"); cp.Count != store.Int128From(3) {
+		t.Fatalf("late counter after the second sweep = %+v, want 3", cp)
+	}
+}
+
+func TestExpireWaitsForTheSweep(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, base+1, 5, "c")
+	key := store.Key{Namespace: "ns", Counter: "c"}
+	f.now.Store(base + int64(f.ns.Retention.Duration) + int64(time.Hour))
+
+	// Nothing is swept yet, so nothing may expire, however old.
+	if err := f.pipe.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := f.store.OldestEventAfter(context.Background(), key, math.MinInt64); !ok {
+		t.Fatal("events expired before any checkpoint covered them")
+	}
+
+	if _, err := f.pipe.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.pipe.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := f.store.OldestEventAfter(context.Background(), key, math.MinInt64); ok {
+		t.Fatal("events past retention and the sweep were kept")
+	}
+	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(5) {
+		t.Fatalf("checkpoint after expiry = %+v, want 5", cp)
+	}
+}
+
+func TestRecoverQueuesUnsweptCounters(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, base+1, 1, counters(30)...)
+	n, err := f.pipe.Recover(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 30 || f.pipe.Len() != 30 {
+		t.Fatalf("Recover queued %d (queue length %d), want 30", n, f.pipe.Len())
+	}
+}
+
+func TestRollupRequeuesPendingEvents(t *testing.T) {
+	f := newFixture(t)
+	f.write(t, base, 1, "c")
+	f.write(t, base+int64(time.Second), 1, "c")
+	// The window covers the first add only.
+	f.now.Store(base + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
+	rolled, err := f.pipe.Roller().RollupBatch(context.Background(), []string{"c"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rolled[0]
+	if r.Checkpoint.Count != store.Int128From(1) || !r.HasPending || r.PendingAfter != base+int64(time.Second) {
+		t.Fatalf("rolled = %+v, want count 1 with the second add pending", r)
+	}
+	due := rollup.DueTime(f.ns, f.now.Load(), r.PendingAfter)
+	if due != r.PendingAfter+int64(f.ns.WindowDelay()) {
+		t.Fatalf("DueTime = %d, want when the window passes the pending add", due)
+	}
+}
+
+func TestWindowEndStaysBelowHolds(t *testing.T) {
+	ns := &config.Namespace{Name: "ns"}
+	ns.SetDefaults()
+	holds := rollup.NewHolds()
+	now := base + int64(time.Minute)
+	free := now - int64(ns.WindowDelay())
+	if got := rollup.WindowEnd(ns, now, holds); got != free {
+		t.Fatalf("WindowEnd without holds = %d, want %d", got, free)
+	}
+	id := holds.Begin(base)
+	if got := rollup.WindowEnd(ns, now, holds); got != base-1 {
+		t.Fatalf("WindowEnd with a hold at base = base%+d, want base-1", got-base)
+	}
+	holds.End(id)
+	if got := rollup.WindowEnd(ns, now, holds); got != free {
+		t.Fatalf("WindowEnd after End = %d, want %d", got, free)
+	}
+
+	// Server times are strictly increasing even when the clock stands still.
+	clock := func() int64 { return base }
+	_, t1 := holds.BeginNow(clock)
+	_, t2 := holds.BeginNow(clock)
+	if t2 <= t1 {
+		t.Fatalf("BeginNow times %d then %d, want strictly increasing", t1, t2)
+	}
+}
