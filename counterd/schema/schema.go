@@ -29,11 +29,18 @@ const (
 	TableWrittenCounters = "written_counters"
 	// TableWrittenBuckets lists the time buckets that have written-counter entries.
 	TableWrittenBuckets = "written_buckets"
+	// TableSweepCounters lists, per sweep shard and one-second sweep slice, the counters
+	// written in it, for the rollup workers' sweep.
+	TableSweepCounters = "sweep_counters"
 	// TableRollups stores one checkpoint per counter.
 	TableRollups = "rollups"
-	// TableMarks stores the sweep mark and the expiry mark of the namespace.
+	// TableMarks stores the sweep marks of the shards and the expiry mark of the namespace.
 	TableMarks = "marks"
 )
+
+// SweepPartition is the span of sweep slices that one partition of sweep_counters holds, so
+// that a sweep reads a whole hour of one shard with one range query.
+const SweepPartition = time.Hour
 
 // WrittenIndexShards is the number of partitions that each time bucket of the written-counter
 // index is spread over, so that the writes of one busy time bucket do not all land on one

@@ -86,6 +86,19 @@ func (l layout) tables() []table {
 			ttl:        l.indexTTL(),
 		},
 		{
+			// part is the slice start truncated to SweepPartition.
+			name: TableSweepCounters,
+			columns: []string{
+				"shard int",
+				"part bigint",
+				"slice bigint",
+				"counter_name text",
+				"PRIMARY KEY ((shard, part), slice, counter_name)",
+			},
+			clustering: "slice ASC, counter_name ASC",
+			ttl:        l.indexTTL(),
+		},
+		{
 			// checkpoint holds the rollup time and the count in one cell, so that two writes
 			// with the same write timestamp cannot leave the count of one and the rollup time
 			// of the other. The store describes the encoding.

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/counterd/counterd/counterd/backends"
 	"github.com/counterd/counterd/counterd/cache"
 	"github.com/counterd/counterd/counterd/cluster"
 	"github.com/counterd/counterd/counterd/config"
@@ -94,11 +95,19 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s := &Server{cfg: cfg, logger: logger, metrics: metrics.New(), store: opts.Store, cache: opts.Cache, profiling: opts.Profiling}
 
 	if s.store == nil {
-		st, err := openStore(cfg, logger)
+		st, err := backends.OpenStore(cfg, logger)
 		if err != nil {
 			return nil, err
 		}
 		s.store = st
+	}
+	if s.cache == nil && cfg.Cache.Type != config.CacheMemory {
+		c, err := backends.OpenCache(cfg, logger)
+		if err != nil {
+			_ = s.store.Close()
+			return nil, err
+		}
+		s.cache = c
 	}
 	if s.cache == nil {
 		ttl := time.Duration(0)
@@ -165,15 +174,6 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.ready.Store(true)
 	logger.Info("counterd is serving", "addr", ln.Addr().String(), "store", cfg.Store.Type, "cache", cfg.Cache.Type, "namespaces", len(cfg.Namespaces))
 	return s, nil
-}
-
-func openStore(cfg *config.Config, logger *slog.Logger) (store.Store, error) {
-	switch cfg.Store.Type {
-	case config.StoreEmbedded:
-		return pebblestore.Open(cfg.DataDir, store.Options{Namespaces: cfg.Namespaces}, logger)
-	default:
-		return nil, fmt.Errorf("store.type: %q is not supported by this build; use %q", cfg.Store.Type, config.StoreEmbedded)
-	}
 }
 
 func (s *Server) routes() http.Handler {

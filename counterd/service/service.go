@@ -438,6 +438,12 @@ func (s *Service) Get(ctx context.Context, nsName, counter string) (int64, error
 // checkpoint returns the cached checkpoint of key, or reads it from the store and caches it. On
 // a miss with a stale checkpoint it also queues a rollup.
 func (s *Service) checkpoint(ctx context.Context, ns *namespace, key store.Key) (store.Checkpoint, error) {
+	if loader, ok := s.cache.(checkpointLoader); ok {
+		// The cache reads the store once for all the concurrent readers of a missing key.
+		return loader.GetOrLoad(ctx, key, func() (store.Checkpoint, error) {
+			return s.loadCheckpoint(ctx, ns, key, false)
+		})
+	}
 	cp, found, err := s.cache.GetCheckpoint(ctx, key)
 	if err == nil && found {
 		return cp, nil
@@ -445,12 +451,25 @@ func (s *Service) checkpoint(ctx context.Context, ns *namespace, key store.Key) 
 	if err != nil {
 		s.logger.Debug("Cache read failed; reading the store", "namespace", key.Namespace, "counter", key.Counter, "err", err)
 	}
-	cp, err = s.store.ReadCheckpoint(ctx, key)
+	return s.loadCheckpoint(ctx, ns, key, true)
+}
+
+// checkpointLoader is a cache that fills a missing key once for concurrent readers.
+type checkpointLoader interface {
+	GetOrLoad(ctx context.Context, key store.Key, load func() (store.Checkpoint, error)) (store.Checkpoint, error)
+}
+
+// loadCheckpoint reads a checkpoint from the store, caches it when fill is set, and queues a
+// rollup when it is stale.
+func (s *Service) loadCheckpoint(ctx context.Context, ns *namespace, key store.Key, fill bool) (store.Checkpoint, error) {
+	cp, err := s.store.ReadCheckpoint(ctx, key)
 	if err != nil {
 		return store.Checkpoint{}, err
 	}
-	if err := s.cache.SetCheckpoint(ctx, key, cp); err != nil {
-		s.logger.Debug("Cache fill failed", "namespace", key.Namespace, "counter", key.Counter, "err", err)
+	if fill {
+		if err := s.cache.SetCheckpoint(ctx, key, cp); err != nil {
+			s.logger.Debug("Cache fill failed", "namespace", key.Namespace, "counter", key.Counter, "err", err)
+		}
 	}
 	now := s.clock()
 	if cp.RollupTime < rollup.WindowEnd(ns.cfg, now, nil)-int64(ns.cfg.Rollup.Coalesce.Duration) {

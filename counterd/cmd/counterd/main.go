@@ -3,8 +3,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+
+	"github.com/counterd/counterd/counterd/backends"
 )
 
 const usage = `counterd serves exact, durable, retry-safe counters.
@@ -15,6 +18,7 @@ Usage:
   counterd get NAMESPACE COUNTER            print a counter's value
   counterd clear NAMESPACE COUNTER          reset a counter to zero
   counterd bench [flags]                    run the load generator against a server
+  counterd schema print|apply [flags]       print or apply the Cassandra schema
 
 Run "counterd VERB -h" for the flags of a verb.
 `
@@ -40,6 +44,8 @@ func run(args []string) int {
 		return runClear(args)
 	case "bench":
 		return runBench(args)
+	case "schema":
+		return backends.RunSchema(context.Background(), args, os.Stdout, os.Stderr)
 	case "help":
 		fmt.Print(usage)
 		return 0

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/counterd/counterd/counterd/backends"
 	"github.com/counterd/counterd/counterd/config"
 	"github.com/counterd/counterd/counterd/server"
 )
@@ -28,6 +29,8 @@ func runServe(args []string) int {
 	rollupService := fs.String("rollup-service", "", "DNS name whose A records are the rollup workers, such as a Kubernetes headless Service (gateway and rollup roles)")
 	rollupPort := fs.Int("rollup-service-port", 0, "port of the workers found through --rollup-service (default 8080)")
 	advertise := fs.String("advertise", "", "this rollup worker's own host:port as the other members list it")
+	var backendFlags backends.Flags
+	backendFlags.Register(fs)
 	profiling := fs.Bool("pprof", false, "serve Go's CPU, heap and trace profiles under /debug/pprof/ on the listen address; keep it off on untrusted networks")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: counterd serve [flags]\n\nRun the counter server. Flags override the config file.\n\n")
@@ -77,7 +80,7 @@ func runServe(args []string) int {
 	if *advertise != "" {
 		cfg.Cluster.Advertise = *advertise
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := backendFlags.Apply(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "counterd serve: invalid flags or config: %v\n", err)
 		return 2
 	}

@@ -286,6 +286,9 @@ func (s *Store) writeEvent(ctx context.Context, ns *namespace, ev store.Event) e
 	if err := s.writeIndex(ctx, ns, ev.Key.Counter, bucket); err != nil {
 		return err
 	}
+	if err := s.writeSweepIndex(ctx, ns, ev.Key.Counter, store.BucketStart(ev.Time, store.SweepSlice)); err != nil {
+		return err
+	}
 
 	err := s.query(ctx, s.write, true, ns.cql.insertEvent,
 		ev.Key.Counter, bucket, eventBucket(ev.Token, ns.eventBuckets), ev.Time, ev.Token, int8(ev.Kind), ev.Delta).Exec()
@@ -326,6 +329,23 @@ func (s *Store) writeIndex(ctx context.Context, ns *namespace, counter string, b
 	err := parallel(ctx, len(writes), func(ctx context.Context, i int) error { return writes[i](ctx) })
 	if err != nil {
 		return mapError(err, "failed to write the index entries of counter %q in keyspace %s", counter, ns.keyspace)
+	}
+	s.indexed.Set(key, struct{}{})
+	return nil
+}
+
+// writeSweepIndex records that counter has events in the sweep slice starting at slice, once
+// per process, counter and slice.
+func (s *Store) writeSweepIndex(ctx context.Context, ns *namespace, counter string, slice int64) error {
+	key := indexKey{namespace: ns.name, counter: counter, bucket: slice, sweep: true}
+	if _, ok := s.indexed.GetIfPresent(key); ok {
+		return nil
+	}
+	shard := int32(store.SweepShard(counter))
+	part := store.BucketStart(slice, schema.SweepPartition)
+	err := s.query(ctx, s.write, true, ns.cql.insertSweep, shard, part, slice, counter).Exec()
+	if err != nil {
+		return mapError(err, "failed to write the sweep index entry of counter %q in keyspace %s", counter, ns.keyspace)
 	}
 	s.indexed.Set(key, struct{}{})
 	return nil

@@ -66,23 +66,51 @@ func (s *Store) OldestWrittenBucket(ctx context.Context, namespace string) (int6
 	return bucket, true, nil
 }
 
-// SweepMark implements store.WrittenIndex.
-func (s *Store) SweepMark(ctx context.Context, namespace string) (int64, error) {
-	ns, err := s.namespace(namespace)
-	if err != nil {
-		return 0, err
-	}
-	mark, _, err := s.readMark(ctx, ns, markSweep)
-	return mark, err
-}
-
-// SetSweepMark implements store.WrittenIndex.
-func (s *Store) SetSweepMark(ctx context.Context, namespace string, mark int64) error {
+// SweepCounters implements store.WrittenIndex. It reads one partition per shard and hour
+// with a range query, so empty slices cost nothing.
+func (s *Store) SweepCounters(ctx context.Context, namespace string, shard int, from, to int64, fn func(counter string, sliceStart int64) bool) error {
 	ns, err := s.namespace(namespace)
 	if err != nil {
 		return err
 	}
-	return s.writeMark(ctx, ns, markSweep, mark)
+	width := int64(schema.SweepPartition)
+	for part := store.BucketStart(from, schema.SweepPartition); part < to; part += width {
+		iter := s.query(ctx, s.read, true, ns.cql.selectSweep, int32(shard), part, max(from, part), min(to, part+width)).PageSize(pageSize).Iter()
+		var slice int64
+		var counter string
+		for iter.Scan(&slice, &counter) {
+			if !fn(counter, slice) {
+				return mapError(iter.Close(), "failed to read the sweep index in keyspace %s", ns.keyspace)
+			}
+		}
+		if err := iter.Close(); err != nil {
+			return mapError(err, "failed to read the sweep index in keyspace %s", ns.keyspace)
+		}
+	}
+	return nil
+}
+
+// SweepMark implements store.WrittenIndex.
+func (s *Store) SweepMark(ctx context.Context, namespace string, shard int) (int64, error) {
+	ns, err := s.namespace(namespace)
+	if err != nil {
+		return 0, err
+	}
+	mark, _, err := s.readMark(ctx, ns, sweepMarkName(shard))
+	return mark, err
+}
+
+// SetSweepMark implements store.WrittenIndex.
+func (s *Store) SetSweepMark(ctx context.Context, namespace string, shard int, mark int64) error {
+	ns, err := s.namespace(namespace)
+	if err != nil {
+		return err
+	}
+	return s.writeMark(ctx, ns, sweepMarkName(shard), mark)
+}
+
+func sweepMarkName(shard int) string {
+	return fmt.Sprintf("%s:%d", markSweep, shard)
 }
 
 // Expire implements store.WrittenIndex by recording before as the namespace's expiry mark,

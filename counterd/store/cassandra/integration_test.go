@@ -255,15 +255,15 @@ func TestSweepMarkIgnoresEarlierMark(t *testing.T) {
 	ctx := context.Background()
 	base := time.Now().Truncate(time.Minute).UnixNano()
 
-	if mark, err := s.SweepMark(ctx, "default"); err != nil || mark != 0 {
+	if mark, err := s.SweepMark(ctx, "default", 5); err != nil || mark != 0 {
 		t.Fatalf("SweepMark before any set = %d, %v; want 0, nil", mark, err)
 	}
 	for _, mark := range []int64{base + int64(2*time.Minute), base + int64(time.Minute)} {
-		if err := s.SetSweepMark(ctx, "default", mark); err != nil {
+		if err := s.SetSweepMark(ctx, "default", 5, mark); err != nil {
 			t.Fatalf("SetSweepMark(%d): %v", mark, err)
 		}
 	}
-	mark, err := s.SweepMark(ctx, "default")
+	mark, err := s.SweepMark(ctx, "default", 5)
 	if err != nil {
 		t.Fatalf("SweepMark: %v", err)
 	}

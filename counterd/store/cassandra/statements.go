@@ -23,6 +23,7 @@ type statements struct {
 	insertBucket      string
 	insertWritten     string
 	insertWrittenTime string
+	insertSweep       string
 
 	selectBucketsNewestFirst string
 	selectBucketsOldestFirst string
@@ -34,6 +35,7 @@ type statements struct {
 
 	selectWritten       string
 	selectOldestWritten string
+	selectSweep         string
 
 	selectMark string
 	insertMark string
@@ -47,6 +49,7 @@ func newStatements(keyspace string) statements {
 	buckets := table(schema.TableCounterBuckets)
 	written := table(schema.TableWrittenCounters)
 	writtenTimes := table(schema.TableWrittenBuckets)
+	sweep := table(schema.TableSweepCounters)
 	marks := table(schema.TableMarks)
 
 	return statements{
@@ -60,6 +63,7 @@ func newStatements(keyspace string) statements {
 		insertBucket:      fmt.Sprintf("INSERT INTO %s (counter_name, time_bucket) VALUES (?, ?)", buckets),
 		insertWritten:     fmt.Sprintf("INSERT INTO %s (time_bucket, shard, counter_name) VALUES (?, ?, ?)", written),
 		insertWrittenTime: fmt.Sprintf("INSERT INTO %s (part, time_bucket) VALUES (0, ?)", writtenTimes),
+		insertSweep:       fmt.Sprintf("INSERT INTO %s (shard, part, slice, counter_name) VALUES (?, ?, ?, ?)", sweep),
 
 		selectBucketsNewestFirst: fmt.Sprintf("SELECT time_bucket FROM %s WHERE counter_name = ? AND time_bucket >= ? AND time_bucket <= ?", buckets),
 		selectBucketsOldestFirst: fmt.Sprintf("SELECT time_bucket FROM %s WHERE counter_name = ? AND time_bucket >= ? ORDER BY time_bucket ASC", buckets),
@@ -73,6 +77,7 @@ func newStatements(keyspace string) statements {
 
 		selectWritten:       fmt.Sprintf("SELECT counter_name FROM %s WHERE time_bucket = ? AND shard = ?", written),
 		selectOldestWritten: fmt.Sprintf("SELECT time_bucket FROM %s WHERE part = 0 AND time_bucket > ? LIMIT 1", writtenTimes),
+		selectSweep:         fmt.Sprintf("SELECT slice, counter_name FROM %s WHERE shard = ? AND part = ? AND slice >= ? AND slice < ?", sweep),
 
 		selectMark: fmt.Sprintf("SELECT mark FROM %s WHERE name = ?", marks),
 		insertMark: fmt.Sprintf("INSERT INTO %s (name, mark) VALUES (?, ?) USING TIMESTAMP ?", marks),

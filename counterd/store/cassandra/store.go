@@ -62,6 +62,8 @@ type indexKey struct {
 	namespace string
 	counter   string
 	bucket    int64
+	// sweep marks a sweep_counters row, whose bucket is a sweep slice.
+	sweep bool
 }
 
 // namespace holds the settings and statements of one namespace's keyspace.
