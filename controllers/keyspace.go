@@ -22,6 +22,7 @@ import (
 const (
 	ReasonKeyspaceReady        = "KeyspaceReady"
 	ReasonEmbeddedStore        = "EmbeddedStore"
+	// ReasonKeyspaceCreated is the reason of the event; the condition then says KeyspaceReady.
 	ReasonKeyspaceCreated      = "KeyspaceCreated"
 	ReasonReplicationChanged   = "ReplicationChanged"
 	ReasonReplicationDiffers   = "ReplicationDiffers"
@@ -145,7 +146,7 @@ func (r *CounterNamespaceReconciler) reconcileKeyspace(ctx context.Context, s *r
 		r.Recorder.Eventf(cn, nil, corev1.EventTypeNormal, ReasonKeyspaceCreated, "CreateKeyspace",
 			"Created keyspace %s with replication %s", cass.Keyspace, desired)
 		cn.Status.AppliedReplication = desired.String()
-		setCondition(cn, counterv1alpha1.ConditionKeyspaceReady, metav1.ConditionTrue, ReasonKeyspaceCreated,
+		setCondition(cn, counterv1alpha1.ConditionKeyspaceReady, metav1.ConditionTrue, ReasonKeyspaceReady,
 			fmt.Sprintf("created keyspace %s with replication %s", cass.Keyspace, desired))
 		return nil
 	}

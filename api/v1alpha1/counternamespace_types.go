@@ -74,12 +74,12 @@ type CounterNamespaceSpec struct {
 	// Events configures the event log.
 	// +kubebuilder:default={}
 	// +optional
-	Events EventsSpec `json:"events,omitempty"`
+	Events EventsSpec `json:"events,omitzero"`
 
 	// Rollup tunes the pipeline that folds events into checkpoints.
 	// +kubebuilder:default={}
 	// +optional
-	Rollup RollupSpec `json:"rollup,omitempty"`
+	Rollup RollupSpec `json:"rollup,omitzero"`
 
 	// Image is the counterd container image for the gateway and the rollup workers, or for the
 	// embedded StatefulSet. Component images override it.
@@ -93,18 +93,18 @@ type CounterNamespaceSpec struct {
 	// store runs one pod with the gateway's image and resources and ignores its replicas.
 	// +kubebuilder:default={}
 	// +optional
-	Gateway GatewaySpec `json:"gateway,omitempty"`
+	Gateway GatewaySpec `json:"gateway,omitzero"`
 
 	// RollupWorker configures the rollup worker Deployment. The embedded store ignores it.
 	// +kubebuilder:default={}
 	// +optional
-	RollupWorker RollupWorkerSpec `json:"rollupWorker,omitempty"`
+	RollupWorker RollupWorkerSpec `json:"rollupWorker,omitzero"`
 
 	// Cache configures the memcached Deployment. The embedded store ignores it and uses an
 	// in-process cache.
 	// +kubebuilder:default={}
 	// +optional
-	Cache CacheSpec `json:"cache,omitempty"`
+	Cache CacheSpec `json:"cache,omitzero"`
 
 	// DeletionPolicy says whether deleting the CounterNamespace keeps (Retain) or deletes
 	// (Delete) the stored counters.
@@ -215,7 +215,7 @@ type EmbeddedStore struct {
 	// Size is the requested size of the PersistentVolumeClaim.
 	// +kubebuilder:default="1Gi"
 	// +optional
-	Size resource.Quantity `json:"size,omitempty"`
+	Size resource.Quantity `json:"size,omitzero"`
 
 	// StorageClassName is the StorageClass of the PersistentVolumeClaim; empty means the
 	// cluster's default class.
@@ -239,7 +239,7 @@ type EventsSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="timeBucket must be from 1s to 24h"
-	// +kubebuilder:validation:XValidation:rule="duration(self) == duration(string(duration(self).getSeconds()) + 's')",message="timeBucket must be a whole number of seconds, such as 1m"
+	// +kubebuilder:validation:XValidation:rule="duration(self).getMilliseconds() % 1000 == 0",message="timeBucket must be a whole number of seconds, such as 1m"
 	// +optional
 	TimeBucket string `json:"timeBucket,omitempty"`
 
@@ -315,7 +315,7 @@ type WorkloadSpec struct {
 	// Resources are the container's resource requests and limits.
 	// +kubebuilder:default={requests: {cpu: "100m", memory: "128Mi"}}
 	// +optional
-	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 }
 
 // GatewaySpec configures the gateway Deployment.
@@ -370,7 +370,7 @@ type CacheSpec struct {
 	// Resources are the memcached container's resource requests and limits.
 	// +kubebuilder:default={requests: {cpu: "100m", memory: "128Mi"}}
 	// +optional
-	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 }
 
 // CounterNamespaceStatus is the observed state of a counter namespace.
