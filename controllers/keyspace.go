@@ -20,8 +20,8 @@ import (
 
 // Reasons of the KeyspaceReady condition.
 const (
-	ReasonKeyspaceReady        = "KeyspaceReady"
-	ReasonEmbeddedStore        = "EmbeddedStore"
+	ReasonKeyspaceReady = "KeyspaceReady"
+	ReasonEmbeddedStore = "EmbeddedStore"
 	// ReasonKeyspaceCreated is the reason of the event; the condition then says KeyspaceReady.
 	ReasonKeyspaceCreated      = "KeyspaceCreated"
 	ReasonReplicationChanged   = "ReplicationChanged"
