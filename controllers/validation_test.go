@@ -1,6 +1,9 @@
 package controllers
 
 import (
+	"os"
+	"path/filepath"
+	"sigs.k8s.io/yaml"
 	"strings"
 	"testing"
 
@@ -264,4 +267,34 @@ func checkInvalid(t *testing.T, err error, field, message string) {
 		}
 	}
 	t.Errorf("no cause with field %q and message containing %q in: %+v", field, message, status.Status().Details.Causes)
+}
+
+// TestValidationSamples creates every sample in config/samples through the API server, so a
+// CRD change that breaks a sample fails here. No manager runs, so nothing dials the
+// sample's Cassandra hosts.
+func TestValidationSamples(t *testing.T) {
+	h := newHarness(t)
+	paths, err := filepath.Glob(filepath.Join("..", "config", "samples", "counter_*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) < 2 {
+		t.Fatalf("found %d samples, want one per store type", len(paths))
+	}
+	for _, path := range paths {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cn := &counterv1alpha1.CounterNamespace{}
+			if err := yaml.UnmarshalStrict(data, cn); err != nil {
+				t.Fatalf("sample does not match the Go types: %v", err)
+			}
+			cn.Namespace = h.ns
+			if err := k8sClient.Create(t.Context(), cn); err != nil {
+				t.Errorf("the API server rejects the sample: %v", err)
+			}
+		})
+	}
 }
