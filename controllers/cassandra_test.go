@@ -58,6 +58,7 @@ func TestCassandraChildren(t *testing.T) {
 		if strings.Contains(data, "s3cret") {
 			t.Error("the config contains the Cassandra password")
 		}
+
 		if got := cfg.Store.Type; got != config.StoreCassandra {
 			t.Errorf("store.type = %q, want cassandra", got)
 		}
@@ -70,6 +71,7 @@ func TestCassandraChildren(t *testing.T) {
 		if got := cfg.Cache.Memcached.Servers; !slices.Equal(got, []string{"plays-cache." + h.ns + ".svc:11211"}) {
 			t.Errorf("cache.memcached.servers = %v", got)
 		}
+
 		ns := cfg.Namespace("plays")
 		if ns == nil {
 			t.Fatalf("namespaces = %+v, want one called plays", cfg.Namespaces)

@@ -26,7 +26,7 @@ const (
 // children go with the CounterNamespace through their owner references.
 //
 // Retain never contacts Cassandra, so it cannot hang. Delete drops the keyspace; when that
-// fails, the status and a Warning event say why and the drop is retried with backoff until it
+// fails, the status and a Warning event report why and the drop is retried with backoff until it
 // succeeds or the user sets the force-delete annotation, which removes the finalizer and
 // leaves the keyspace in place.
 func (r *CounterNamespaceReconciler) reconcileDelete(ctx context.Context, cn *counterv1alpha1.CounterNamespace) error {

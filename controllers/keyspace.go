@@ -22,7 +22,7 @@ import (
 const (
 	ReasonKeyspaceReady = "KeyspaceReady"
 	ReasonEmbeddedStore = "EmbeddedStore"
-	// ReasonKeyspaceCreated is the reason of the event; the condition then says KeyspaceReady.
+	// ReasonKeyspaceCreated is the reason of the event; the condition reason is then KeyspaceReady.
 	ReasonKeyspaceCreated      = "KeyspaceCreated"
 	ReasonReplicationChanged   = "ReplicationChanged"
 	ReasonReplicationDiffers   = "ReplicationDiffers"
@@ -157,7 +157,7 @@ func (r *CounterNamespaceReconciler) reconcileKeyspace(ctx context.Context, s *r
 // changed it since the last reconcile. A keyspace whose replication was changed by hand, or
 // that existed before the CounterNamespace, keeps its replication: the condition reports the
 // difference instead. Adding replicas leaves existing rows on too few nodes until a full
-// repair runs, so the condition says so.
+// repair runs, so the condition message asks for one.
 func (r *CounterNamespaceReconciler) reconcileReplication(ctx context.Context, s *reconcileState, session KeyspaceSession, current Replication) error {
 	cn := s.cn
 	keyspace := cn.Spec.Store.Cassandra.Keyspace

@@ -10,8 +10,8 @@ import (
 )
 
 // memoryKeyspaces is a KeyspaceManager that keeps keyspaces in memory, for the tests of the
-// successful Cassandra path; the failing path uses the real gocql client against a closed
-// loopback port. It records every call that changes a keyspace.
+// successful Cassandra path. The tests of the failing path use the real gocql client against
+// a closed loopback port. memoryKeyspaces records every call that changes a keyspace.
 type memoryKeyspaces struct {
 	mu        sync.Mutex
 	keyspaces map[string]Replication

@@ -1,9 +1,10 @@
 // Package controllers contains the CounterNamespace reconciler.
 //
-// Reconcile runs an ordered chain of small steps. Each step owns one status condition:
-// deletion.go handles the finalizer, keyspace.go the KeyspaceReady condition, configmap.go
-// counterd's config file, workloads.go the Deployments, StatefulSet and Services, and status.go
-// the Available conditions and Ready. The status is written once, at the end.
+// Reconcile runs an ordered chain of small steps, and each step owns one part of the status.
+// deletion.go handles the finalizer and the deletion policy, keyspace.go the KeyspaceReady
+// condition, configmap.go counterd's config file, workloads.go the Deployments, StatefulSet and
+// Services, and status.go the Available conditions and Ready. The status is written once, at
+// the end.
 package controllers
 
 import (
@@ -55,7 +56,7 @@ type CounterNamespaceReconciler struct {
 	Keyspaces KeyspaceManager
 }
 
-// reconcileState is what the steps of one reconcile share.
+// reconcileState is the state that the steps of one reconcile share.
 type reconcileState struct {
 	cn *counterv1alpha1.CounterNamespace
 
@@ -71,8 +72,8 @@ type reconcileState struct {
 }
 
 // step is one link of the reconcile chain. A step that returns errStop ends the chain
-// without an error: it has already recorded its condition and the next watch event or
-// requeue retries.
+// without an error, because it has already recorded its condition and the next watch event
+// retries.
 type step func(ctx context.Context, s *reconcileState) error
 
 // +kubebuilder:rbac:groups=counter.counterd.dev,resources=counternamespaces,verbs=get;list;watch;patch
@@ -103,7 +104,7 @@ func (r *CounterNamespaceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	s := &reconcileState{cn: cn}
 	err := r.runSteps(ctx, s, r.reconcileKeyspace, r.reconcileConfig, r.reconcileWorkloads)
 
-	// The status step runs even when a step failed, so the conditions say which one.
+	// The status step runs even when a step failed, so the conditions show which step failed.
 	if statusErr := r.reconcileStatus(ctx, s); statusErr != nil {
 		err = errors.Join(err, statusErr)
 	}

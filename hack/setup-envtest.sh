@@ -7,8 +7,9 @@
 # compiled: kube-apiserver from k8s.io/kubernetes with every staging module
 # replaced by its published version, etcd from go.etcd.io/etcd/server/v3.
 # The result is cached outside the clone, keyed by the versions, so a fresh
-# clone on the same machine reuses it. A cold build takes about ten minutes on
-# two cores; a warm call returns at once.
+# clone on the same machine reuses it. The first build takes 5 to 10 minutes on
+# two cores, depending on what the Go build cache already holds; later calls
+# return at once.
 #
 # Environment:
 #   ENVTEST_K8S_VERSION   kube-apiserver version (default 1.37.2)

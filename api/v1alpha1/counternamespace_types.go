@@ -33,7 +33,8 @@ const (
 	StoreEmbedded StoreType = "Embedded"
 )
 
-// DeletionPolicy says what happens to the stored counters when the CounterNamespace is deleted.
+// DeletionPolicy selects what happens to the stored counters when the CounterNamespace is
+// deleted.
 // +kubebuilder:validation:Enum=Retain;Delete
 type DeletionPolicy string
 
@@ -106,7 +107,7 @@ type CounterNamespaceSpec struct {
 	// +optional
 	Cache CacheSpec `json:"cache,omitzero"`
 
-	// DeletionPolicy says whether deleting the CounterNamespace keeps (Retain) or deletes
+	// DeletionPolicy selects whether deleting the CounterNamespace keeps (Retain) or deletes
 	// (Delete) the stored counters.
 	// +kubebuilder:default=Retain
 	// +optional
