@@ -71,6 +71,11 @@ func TestMain(m *testing.M) {
 	restConfig, err = env.Start()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "failed to start envtest with the binaries in %s: %v\n", os.Getenv("KUBEBUILDER_ASSETS"), err)
+		// Start may fail after the servers are up, for example when the CRD is invalid, so
+		// they are stopped either way.
+		if stopErr := env.Stop(); stopErr != nil {
+			fmt.Fprintf(os.Stderr, "failed to stop envtest: %v\n", stopErr)
+		}
 		os.Exit(1)
 	}
 	k8sClient, err = client.New(restConfig, client.Options{Scheme: testScheme})
