@@ -237,6 +237,15 @@ func TestValidationImmutableFields(t *testing.T) {
 		})
 	}
 
+	t.Run("embedded size", func(t *testing.T) {
+		cn := embeddedNamespace("volume")
+		cn.Spec.Store.Embedded = &counterv1alpha1.EmbeddedStore{Size: resource.MustParse("1Gi")}
+		h.create(cn)
+		cn.Spec.Store.Embedded.Size = resource.MustParse("2Gi")
+		err := k8sClient.Update(t.Context(), cn)
+		checkInvalid(t, err, "spec.store.embedded.size", "size is immutable")
+	})
+
 	t.Run("replication may change", func(t *testing.T) {
 		cn := &counterv1alpha1.CounterNamespace{}
 		h.get("fixed", cn)

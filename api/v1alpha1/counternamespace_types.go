@@ -213,13 +213,18 @@ type CredentialsSecretRef struct {
 
 // EmbeddedStore is the volume of the embedded Pebble store.
 type EmbeddedStore struct {
-	// Size is the requested size of the PersistentVolumeClaim.
+	// Size is the requested size of the PersistentVolumeClaim. It cannot change, because a
+	// StatefulSet's volume claim template is immutable; expand the claim itself instead.
 	// +kubebuilder:default="1Gi"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="size is immutable; expand the PersistentVolumeClaim itself"
 	// +optional
 	Size resource.Quantity `json:"size,omitzero"`
 
-	// StorageClassName is the StorageClass of the PersistentVolumeClaim; empty means the
-	// cluster's default class.
+	// StorageClassName is the StorageClass of the PersistentVolumeClaim. Empty means the
+	// cluster's default class. It cannot change, because a StatefulSet's volume claim template
+	// is immutable.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="storageClassName is immutable"
+	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	StorageClassName *string `json:"storageClassName,omitempty"`
 }
