@@ -57,8 +57,12 @@ func (r *CounterNamespaceReconciler) reconcileConfig(ctx context.Context, s *rec
 	return r.apply(ctx, cn, cm)
 }
 
-// renderConfig returns counterd's config file for the spec. Credentials are not in it: the
-// pods read them from the Secret through environment variables.
+// renderConfig returns counterd's config file for the spec. Credentials are not in it, because
+// the pods read them from the Secret through environment variables.
+//
+// The file holds only values from the spec and fixed paths. Settings the spec does not have,
+// such as the Cassandra timeouts, are left out so counterd applies its own defaults, and a
+// new counterd default in an operator upgrade changes no config hash and rolls no pods.
 func renderConfig(cn *counterv1alpha1.CounterNamespace) ([]byte, error) {
 	ns, err := namespaceConfig(cn)
 	if err != nil {
@@ -144,7 +148,6 @@ func storeConfig(cn *counterv1alpha1.CounterNamespace) config.Store {
 			WriteConsistency: string(c.WriteConsistency),
 		},
 	}
-	store.SetDefaults()
 	return store
 }
 
@@ -152,9 +155,7 @@ func storeConfig(cn *counterv1alpha1.CounterNamespace) config.Store {
 // in-process cache for the embedded store.
 func cacheConfig(cn *counterv1alpha1.CounterNamespace) config.Cache {
 	if cn.Spec.Store.Type != counterv1alpha1.StoreCassandra {
-		cache := config.Cache{Type: config.CacheMemory}
-		cache.SetDefaults()
-		return cache
+		return config.Cache{Type: config.CacheMemory}
 	}
 	// NOTE: this is the headless Service name, which resolves to every memcached pod. counterd
 	// must resolve all of its addresses, not only the first, to spread keys over the pods.
@@ -164,6 +165,5 @@ func cacheConfig(cn *counterv1alpha1.CounterNamespace) config.Cache {
 			Servers: []string{fmt.Sprintf("%s.%s.svc:%d", cacheName(cn), cn.Namespace, memcachedPort)},
 		},
 	}
-	cache.SetDefaults()
 	return cache
 }

@@ -240,9 +240,11 @@ func (r *CounterNamespaceReconciler) readCredentials(ctx context.Context, cn *co
 	return credentials{username: string(secret.Data[ref.UsernameKey]), password: string(secret.Data[ref.PasswordKey])}, nil
 }
 
-// connect opens a Cassandra session with the connection settings that counterd also uses.
+// connect opens a Cassandra session with the connection settings that counterd also uses,
+// including counterd's default timeouts.
 func (r *CounterNamespaceReconciler) connect(ctx context.Context, cn *counterv1alpha1.CounterNamespace, creds credentials) (KeyspaceSession, error) {
 	store := storeConfig(cn)
+	store.SetDefaults()
 	return r.Keyspaces.Connect(ctx, store.Cassandra, creds.username, creds.password)
 }
 
