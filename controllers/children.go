@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -77,6 +78,18 @@ func (r *CounterNamespaceReconciler) apply(ctx context.Context, cn *counterv1alp
 		return fmt.Errorf("failed to apply %s %s/%s: %w", kind, obj.GetNamespace(), obj.GetName(), err)
 	}
 	return nil
+}
+
+// ReasonApplyFailed is the Ready reason when the API server rejected a child object.
+const ReasonApplyFailed = "ApplyFailed"
+
+// applyFailed records a child the API server rejected as the reason Ready is False, with a
+// Warning event, and returns the error so the controller retries with backoff.
+func (r *CounterNamespaceReconciler) applyFailed(s *reconcileState, err error) error {
+	message := err.Error() + "; check the operator's RBAC and any admission policy in the namespace"
+	s.blocked = &metav1.Condition{Reason: ReasonApplyFailed, Message: message}
+	r.Recorder.Eventf(s.cn, nil, corev1.EventTypeWarning, ReasonApplyFailed, "Apply", "%s", message)
+	return err
 }
 
 // removeNullTimestamps deletes every "creationTimestamp": null, in object and template

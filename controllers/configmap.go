@@ -54,7 +54,10 @@ func (r *CounterNamespaceReconciler) reconcileConfig(ctx context.Context, s *rec
 		ObjectMeta: childMeta(cn, configMapName(cn), componentConfig),
 		Data:       map[string]string{configFileName: string(data)},
 	}
-	return r.apply(ctx, cn, cm)
+	if err := r.apply(ctx, cn, cm); err != nil {
+		return r.applyFailed(s, err)
+	}
+	return nil
 }
 
 // renderConfig returns counterd's config file for the spec. Credentials are not in it, because

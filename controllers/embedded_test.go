@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -119,4 +120,28 @@ func TestEmbeddedStore(t *testing.T) {
 		}
 		h.waitGone("local", &counterv1alpha1.CounterNamespace{})
 	})
+}
+
+// TestApplyFailedNameClash takes a child's name that another controller owns: the API server
+// rejects a second controller owner reference, and Ready reports it.
+func TestApplyFailedNameClash(t *testing.T) {
+	h := newHarness(t)
+	h.startManager(CQLKeyspaceManager{})
+
+	owner := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "other-owner"}}
+	h.create(owner)
+	clash := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+		Name: "clash-config",
+		OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name, UID: owner.UID, Controller: ptr.To(true),
+		}},
+	}}
+	h.create(clash)
+
+	h.create(embeddedNamespace("clash"))
+	c := h.waitCondition("clash", counterv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonApplyFailed)
+	if !strings.Contains(c.Message, "clash-config") {
+		t.Errorf("message %q does not name the ConfigMap", c.Message)
+	}
+	h.waitEvent("clash", corev1.EventTypeWarning, ReasonApplyFailed)
 }

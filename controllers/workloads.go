@@ -38,7 +38,7 @@ func (r *CounterNamespaceReconciler) reconcileWorkloads(ctx context.Context, s *
 
 	for _, obj := range objects {
 		if err := r.apply(ctx, cn, obj); err != nil {
-			return err
+			return r.applyFailed(s, err)
 		}
 	}
 	cn.Status.Endpoint = fmt.Sprintf("%s.%s.svc:%d", gatewayName(cn), cn.Namespace, counterdPort)
