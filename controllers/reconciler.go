@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -108,11 +109,18 @@ func (r *CounterNamespaceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if statusErr := r.reconcileStatus(ctx, s); statusErr != nil {
 		err = errors.Join(err, statusErr)
 	}
-	if patchErr := r.patchStatus(ctx, original, cn); patchErr != nil {
-		err = errors.Join(err, patchErr)
+	patchErr := r.patchStatus(ctx, original, cn)
+	if apierrors.IsConflict(patchErr) && err == nil {
+		// The object changed since it was read, or the cache was behind. Status-only changes
+		// trigger no watch event here, so retry on a timer.
+		log.FromContext(ctx).V(1).Info("Status is stale; reconciling again", "error", patchErr.Error())
+		return ctrl.Result{RequeueAfter: conflictRetryDelay}, nil
 	}
-	return ctrl.Result{}, err
+	return ctrl.Result{}, errors.Join(err, patchErr)
 }
+
+// conflictRetryDelay is the wait before a reconcile whose status write hit a newer object.
+const conflictRetryDelay = 200 * time.Millisecond
 
 // errStop ends the step chain without an error; see step.
 var errStop = errors.New("reconcile chain stopped")
@@ -144,13 +152,16 @@ func (r *CounterNamespaceReconciler) ensureFinalizer(ctx context.Context, cn *co
 	return nil
 }
 
-// patchStatus writes the status subresource when the reconcile changed it.
+// patchStatus writes the status subresource when the reconcile changed it. The patch carries
+// the resourceVersion that was read, so a reconcile working from a stale cache gets a conflict
+// instead of overwriting a newer status, such as a repair reminder.
 func (r *CounterNamespaceReconciler) patchStatus(ctx context.Context, original, cn *counterv1alpha1.CounterNamespace) error {
 	cn.Status.ObservedGeneration = cn.Generation
 	if equality.Semantic.DeepEqual(original.Status, cn.Status) {
 		return nil
 	}
-	if err := r.Status().Patch(ctx, cn, client.MergeFrom(original)); err != nil {
+	patch := client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})
+	if err := r.Status().Patch(ctx, cn, patch); err != nil {
 		return fmt.Errorf("failed to update status of CounterNamespace %s/%s: %w", cn.Namespace, cn.Name, err)
 	}
 	return nil
