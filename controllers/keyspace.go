@@ -157,7 +157,7 @@ func (r *CounterNamespaceReconciler) reconcileKeyspace(ctx context.Context, s *r
 // changed it since the last reconcile. A keyspace whose replication was changed by hand, or
 // that existed before the CounterNamespace, keeps its replication: the condition reports the
 // difference instead. Adding replicas leaves existing rows on too few nodes until a full
-// repair runs, so the condition message asks for one.
+// repair runs, so the condition message gives the repair command.
 func (r *CounterNamespaceReconciler) reconcileReplication(ctx context.Context, s *reconcileState, session KeyspaceSession, current Replication) error {
 	cn := s.cn
 	keyspace := cn.Spec.Store.Cassandra.Keyspace
