@@ -3,6 +3,7 @@ package controllers
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"slices"
 	"strings"
 	"testing"
@@ -264,5 +265,29 @@ func checkCredentialEnv(t *testing.T, env []corev1.EnvVar, secret string) {
 	}
 	for name := range want {
 		t.Errorf("environment variable %s is missing", name)
+	}
+}
+
+// TestInvalidConfigReported covers a spec that the CRD accepts but counterd's config parser
+// rejects: a blank contact point. The operator reports it and starts no pods.
+func TestInvalidConfigReported(t *testing.T) {
+	h := newHarness(t)
+	h.startManager(newMemoryKeyspaces())
+
+	h.create(credentialsSecret("blank-credentials", map[string]string{"username": "u", "password": "p"}))
+	cn := cassandraNamespace("blank", 9042)
+	cn.Spec.Store.Cassandra.ContactPoints = []string{" "}
+	h.create(cn)
+
+	c := h.waitCondition("blank", counterv1alpha1.ConditionReady, metav1.ConditionFalse, ReasonInvalidConfig)
+	if !strings.Contains(c.Message, "store.cassandra.hosts[0]") {
+		t.Errorf("message %q does not name the config field", c.Message)
+	}
+	h.waitEvent("blank", corev1.EventTypeWarning, ReasonInvalidConfig)
+	if err := k8sClient.Get(t.Context(), h.key("blank-config"), &corev1.ConfigMap{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ConfigMap blank-config: got error %v, want NotFound", err)
+	}
+	if err := k8sClient.Get(t.Context(), h.key("blank-gateway"), &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		t.Errorf("Deployment blank-gateway: got error %v, want NotFound", err)
 	}
 }

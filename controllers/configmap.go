@@ -40,7 +40,7 @@ func (r *CounterNamespaceReconciler) reconcileConfig(ctx context.Context, s *rec
 	cn := s.cn
 	data, err := renderConfig(cn)
 	if err != nil {
-		message := fmt.Sprintf("failed to render counterd's config: %v; fix the spec field named in the error", err)
+		message := fmt.Sprintf("failed to render counterd's config: %v; fix the CounterNamespace spec field that sets this config field", err)
 		s.blocked = &metav1.Condition{Reason: ReasonInvalidConfig, Message: message}
 		r.Recorder.Eventf(cn, nil, corev1.EventTypeWarning, ReasonInvalidConfig, "RenderConfig", "%s", message)
 		return errStop
