@@ -1,10 +1,12 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -13,11 +15,25 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	counterv1alpha1 "github.com/counterd/counterd/api/v1alpha1"
+	"github.com/counterd/counterd/counterd/config"
 )
+
+// countingKeyspaces counts the Connect calls to the real gocql client, so a test can see the
+// keyspace step retry.
+type countingKeyspaces struct {
+	CQLKeyspaceManager
+	connects atomic.Int64
+}
+
+func (c *countingKeyspaces) Connect(ctx context.Context, cass config.Cassandra, username, password string) (KeyspaceSession, error) {
+	c.connects.Add(1)
+	return c.CQLKeyspaceManager.Connect(ctx, cass, username, password)
+}
 
 func TestKeyspaceCassandraUnreachable(t *testing.T) {
 	h := newHarness(t)
-	h.startManager(CQLKeyspaceManager{})
+	keyspaces := &countingKeyspaces{}
+	h.startManager(keyspaces)
 
 	port := closedPort(t)
 	h.create(credentialsSecret("views-credentials", map[string]string{"username": "counterd", "password": "s3cret"}))
@@ -41,6 +57,14 @@ func TestKeyspaceCassandraUnreachable(t *testing.T) {
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("gateway Deployment: got error %v, want NotFound while the keyspace is missing", err)
 	}
+
+	// Nothing about the object changes, so further attempts come from the retry alone.
+	h.eventually("three connection attempts", func() error {
+		if n := keyspaces.connects.Load(); n < 3 {
+			return fmt.Errorf("%d attempts", n)
+		}
+		return nil
+	})
 }
 
 func TestKeyspaceCredentialsMissing(t *testing.T) {

@@ -3,12 +3,12 @@ package controllers
 import (
 	"os"
 	"path/filepath"
-	"sigs.k8s.io/yaml"
 	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/yaml"
 
 	counterv1alpha1 "github.com/counterd/counterd/api/v1alpha1"
 )
