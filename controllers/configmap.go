@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	counterv1alpha1 "github.com/counterd/counterd/api/v1alpha1"
 	"github.com/counterd/counterd/counterd/config"
@@ -34,8 +35,9 @@ const ConfigHashAnnotation = "counter.counterd.dev/config-hash"
 const ReasonInvalidConfig = "InvalidConfig"
 
 // reconcileConfig renders counterd's config file from the spec into a ConfigMap. It validates
-// the file with counterd's own parser first, so the pods never start with a config they
-// reject.
+// the file with the config parser that counterd uses, so the operator writes no config that
+// its copy of that parser rejects. A rejected spec stops the chain without a retry, because
+// only a spec change can fix it.
 func (r *CounterNamespaceReconciler) reconcileConfig(ctx context.Context, s *reconcileState) error {
 	cn := s.cn
 	data, err := renderConfig(cn)
@@ -43,6 +45,7 @@ func (r *CounterNamespaceReconciler) reconcileConfig(ctx context.Context, s *rec
 		message := fmt.Sprintf("failed to render counterd's config: %v; fix the CounterNamespace spec field that sets this config field", err)
 		s.blocked = &metav1.Condition{Reason: ReasonInvalidConfig, Message: message}
 		r.Recorder.Eventf(cn, nil, corev1.EventTypeWarning, ReasonInvalidConfig, "RenderConfig", "%s", message)
+		log.FromContext(ctx).Info("Spec renders an invalid config; waiting for a spec change", "error", err.Error())
 		return errStop
 	}
 
