@@ -29,7 +29,8 @@ const (
 
 // counterdPodTemplate returns the pod template of a counterd role. The config hash annotation
 // rolls the pods when the config file changes. data is the volume mounted at the data
-// directory: an emptyDir for the Cassandra store, the StatefulSet's claim for the embedded one.
+// directory, an emptyDir for the Cassandra store. It is nil for the embedded store, whose
+// StatefulSet supplies the volume "data" from its volume claim template.
 func counterdPodTemplate(cn *counterv1alpha1.CounterNamespace, s *reconcileState, component, role string, image string, resources corev1.ResourceRequirements, data *corev1.Volume) corev1.PodTemplateSpec {
 	container := corev1.Container{
 		Name:  "counterd",
