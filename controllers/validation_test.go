@@ -175,7 +175,7 @@ func TestValidationRejectsOnCreate(t *testing.T) {
 			message: "datacenter names must be",
 		},
 		{
-			name: "gateway replicas zero",
+			name: "gateway replicas negative",
 			object: func() *counterv1alpha1.CounterNamespace {
 				cn := embeddedNamespace("noreplicas")
 				cn.Spec.Gateway.Replicas = -1
