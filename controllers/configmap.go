@@ -79,6 +79,7 @@ func renderConfig(cn *counterv1alpha1.CounterNamespace) ([]byte, error) {
 		DataDir:    dataDir,
 		Store:      storeConfig(cn),
 		Cache:      cacheConfig(cn),
+		Cluster:    clusterConfig(cn),
 		Namespaces: []config.Namespace{ns},
 	}
 	data, err := cfg.Marshal()
@@ -155,6 +156,19 @@ func storeConfig(cn *counterv1alpha1.CounterNamespace) config.Store {
 		},
 	}
 	return store
+}
+
+// clusterConfig points gateways and rollup workers at the workers' headless Service. The role
+// of each pod comes from its --role flag, so the same file serves both. The embedded store runs
+// every role in one pod and needs no cluster settings.
+func clusterConfig(cn *counterv1alpha1.CounterNamespace) config.Cluster {
+	if cn.Spec.Store.Type != counterv1alpha1.StoreCassandra {
+		return config.Cluster{}
+	}
+	return config.Cluster{
+		RollupService:     fmt.Sprintf("%s.%s.svc", rollupName(cn), cn.Namespace),
+		RollupServicePort: counterdPort,
+	}
 }
 
 // cacheConfig selects memcached behind the cache Service for the Cassandra store and the

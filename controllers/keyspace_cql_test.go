@@ -11,43 +11,6 @@ import (
 	"github.com/counterd/counterd/counterd/config"
 )
 
-func TestReplicationCQL(t *testing.T) {
-	cases := []struct {
-		in   Replication
-		want string
-	}{
-		{Replication{SimpleFactor: 1}, "{'class': 'SimpleStrategy', 'replication_factor': 1}"},
-		{Replication{DataCenters: map[string]int{"dc2": 2, "dc1": 3}}, "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"},
-	}
-	for _, tc := range cases {
-		if got := replicationCQL(tc.in); got != tc.want {
-			t.Errorf("replicationCQL(%s) = %s, want %s", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestParseReplication(t *testing.T) {
-	nts, err := parseReplication(map[string]string{"class": "org.apache.cassandra.locator.NetworkTopologyStrategy", "dc1": "3", "dc2": "2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !nts.Equal(Replication{DataCenters: map[string]int{"dc1": 3, "dc2": 2}}) {
-		t.Errorf("NetworkTopologyStrategy parsed as %s", nts)
-	}
-
-	simple, err := parseReplication(map[string]string{"class": "org.apache.cassandra.locator.SimpleStrategy", "replication_factor": "1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !simple.Equal(Replication{SimpleFactor: 1}) {
-		t.Errorf("SimpleStrategy parsed as %s", simple)
-	}
-
-	if _, err := parseReplication(map[string]string{"class": "org.apache.cassandra.locator.LocalStrategy"}); err == nil {
-		t.Error("LocalStrategy parsed without an error")
-	}
-}
-
 // TestCQLKeyspaceManager runs against the Cassandra at COUNTERD_TEST_CASSANDRA (host:port).
 func TestCQLKeyspaceManager(t *testing.T) {
 	addr := os.Getenv("COUNTERD_TEST_CASSANDRA")

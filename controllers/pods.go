@@ -56,6 +56,15 @@ func counterdPodTemplate(cn *counterv1alpha1.CounterNamespace, s *reconcileState
 		SecurityContext: containerSecurityContext(counterdUID),
 	}
 
+	if role == roleRollup {
+		// A worker finds its own address among the rollup Service's records to know which
+		// sweep shards it owns.
+		container.Env = append(container.Env, corev1.EnvVar{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"},
+		}})
+		container.Args = append(container.Args, "--advertise", "$(POD_IP)")
+	}
+
 	volumes := []corev1.Volume{
 		{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(cn)},

@@ -32,7 +32,8 @@ type Cluster struct {
 	RollupServicePort int    `json:"rollupServicePort,omitempty"`
 	// RefreshInterval is how often RollupService is resolved again.
 	RefreshInterval Duration `json:"refreshInterval,omitempty"`
-	// Advertise is this worker's own address as the other members list it (host:port).
+	// Advertise is this worker's own address as the other members list it: host:port, or a
+	// bare IP that takes RollupServicePort.
 	Advertise string `json:"advertise,omitempty"`
 }
 
@@ -74,7 +75,7 @@ func (c *Cluster) validate(field string) []error {
 		errs = append(errs, fmt.Errorf("%s.refreshInterval: %s is too short; use at least 100ms", field, c.RefreshInterval.Duration))
 	}
 	if c.Role == RoleRollup && c.Advertise == "" {
-		errs = append(errs, fmt.Errorf("%s.advertise: a rollup worker needs its own address as the others list it (host:port), to know which sweep shards it owns", field))
+		errs = append(errs, fmt.Errorf("%s.advertise: a rollup worker needs its own address as the others list it (host:port, or an IP), to know which sweep shards it owns", field))
 	}
 	return errs
 }

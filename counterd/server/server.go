@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -133,7 +134,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		self := ""
 		if s.role == config.RoleRollup {
-			self = cfg.Cluster.Advertise
+			self = advertiseAddress(cfg.Cluster.Advertise, cfg.Cluster.RollupServicePort)
 		}
 		s.router = cluster.NewRouter(members, self, h2cClient(), cluster.NewRouterMetrics(s.metrics.Registry), logger)
 		svcOpts.Hinter = s.router
@@ -335,6 +336,15 @@ func (s *Server) stopCluster() {
 	if s.dns != nil {
 		s.dns.Stop()
 	}
+}
+
+// advertiseAddress returns a worker's own address in the form its peers list it: a bare IP,
+// such as a pod IP from the downward API, gets the workers' port, with brackets for IPv6.
+func advertiseAddress(advertise string, port int) string {
+	if ip := net.ParseIP(advertise); ip != nil {
+		return net.JoinHostPort(ip.String(), strconv.Itoa(port))
+	}
+	return advertise
 }
 
 // h2cClient returns an HTTP client that speaks HTTP/2 without TLS, for the hint RPCs.
