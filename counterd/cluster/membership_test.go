@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,4 +112,35 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func TestLiveSkipsWorkersThatAreNotReady(t *testing.T) {
+	ready := newReadyServer(t, http.StatusOK)
+	notReady := newReadyServer(t, http.StatusServiceUnavailable)
+	closed := "127.0.0.1:1"
+	members := Static{ready, notReady, closed, "127.0.0.1:2"}
+
+	l := NewLive(members, "127.0.0.1:2", http.DefaultClient, 10*time.Millisecond, nil)
+	defer l.Stop()
+	if got := l.Members(); !slices.Equal(got, []string{ready, "127.0.0.1:2"}) {
+		t.Fatalf("live members = %v, want the ready one and self", got)
+	}
+
+	// With no member known to be live, all are returned.
+	none := NewLive(Static{closed}, "", http.DefaultClient, 10*time.Millisecond, nil)
+	defer none.Stop()
+	if got := none.Members(); !slices.Equal(got, []string{closed}) {
+		t.Fatalf("members with none live = %v, want all", got)
+	}
+}
+
+func newReadyServer(t *testing.T, status int) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			t.Errorf("probed %s, want /readyz", r.URL.Path)
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
 }

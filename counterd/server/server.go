@@ -39,6 +39,9 @@ import (
 // queues to drain.
 const ShutdownTimeout = 10 * time.Second
 
+// LivenessInterval is how often gateways and workers check which rollup workers are ready.
+const LivenessInterval = time.Second
+
 // GatewayMemoryCacheTTL is how long a gateway keeps a checkpoint in its in-process cache.
 const GatewayMemoryCacheTTL = time.Second
 
@@ -82,6 +85,7 @@ type Server struct {
 	role      string
 	router    *cluster.Router
 	dns       *cluster.DNS
+	live      *cluster.Live
 	draining  atomic.Bool
 }
 
@@ -128,13 +132,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Holds: opts.Holds, RunRollups: s.role != config.RoleGateway,
 	}
 	if s.role != config.RoleAll {
-		members := opts.Membership
-		if members == nil {
-			members = s.membership(ctx)
-		}
 		self := ""
 		if s.role == config.RoleRollup {
 			self = advertiseAddress(cfg.Cluster.Advertise, cfg.Cluster.RollupServicePort)
+		}
+		members := opts.Membership
+		if members == nil {
+			members = s.membership(ctx, self)
 		}
 		s.router = cluster.NewRouter(members, self, h2cClient(), cluster.NewRouterMetrics(s.metrics.Registry), logger)
 		svcOpts.Hinter = s.router
@@ -320,18 +324,25 @@ func (s *Server) Kill() {
 	s.stopCluster()
 }
 
-func (s *Server) membership(ctx context.Context) cluster.Membership {
+// membership returns the configured rollup workers, narrowed to those that pass their
+// readiness check.
+func (s *Server) membership(ctx context.Context, self string) cluster.Membership {
 	c := s.cfg.Cluster
+	var members cluster.Membership = cluster.Static(c.RollupWorkers)
 	if c.RollupService != "" {
 		s.dns = cluster.NewDNS(ctx, c.RollupService, c.RollupServicePort, c.RefreshInterval.Duration, nil, s.logger)
-		return s.dns
+		members = s.dns
 	}
-	return cluster.Static(c.RollupWorkers)
+	s.live = cluster.NewLive(members, self, h2cClient(), LivenessInterval, s.logger)
+	return s.live
 }
 
 func (s *Server) stopCluster() {
 	if s.router != nil {
 		s.router.Close()
+	}
+	if s.live != nil {
+		s.live.Stop()
 	}
 	if s.dns != nil {
 		s.dns.Stop()

@@ -52,11 +52,14 @@ type process struct {
 	config  string
 	log     *os.File
 	cmd     *exec.Cmd
+	// extra are further flags of counterd serve.
+	extra []string
 }
 
 func (p *process) start() {
 	p.t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--listen", p.addr, "--data-dir", p.dataDir, "--config", p.config)
+	args := append([]string{"serve", "--listen", p.addr, "--data-dir", p.dataDir, "--config", p.config}, p.extra...)
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
