@@ -55,7 +55,7 @@ func NewRouterMetrics(reg prometheus.Registerer) *RouterMetrics {
 }
 
 // Router sends rollup hints from a gateway to the rollup worker that owns each counter. It
-// never blocks its caller: hints wait in a bounded set per worker and go out in batches. A
+// never waits for the network: hints wait in a bounded set per worker and go out in batches. A
 // worker that fails a request, or rejects hints because its queue is full, has those hints
 // redirected to each counter's next owner. Hints are an optimisation, so one that finds no
 // owner is dropped: the workers' sweep still brings its counter to its value.

@@ -65,7 +65,7 @@ func (c *Cluster) validate(field string) []error {
 	}
 	for i, w := range c.RollupWorkers {
 		if _, _, err := net.SplitHostPort(w); err != nil {
-			errs = append(errs, fmt.Errorf("%s.rollupWorkers[%d]: %q is not host:port", field, i, w))
+			errs = append(errs, fmt.Errorf("%s.rollupWorkers[%d]: %q is not host:port; write it as host:port, such as counterd-rollup-0:8080", field, i, w))
 		}
 	}
 	if c.RollupServicePort < 1 || c.RollupServicePort > 65535 {

@@ -11,7 +11,7 @@ import (
 // maxSweepSet bounds the distinct counters a sweep collects before it rolls them up.
 const maxSweepSet = 4096
 
-// SetShardOwner sets the function that tells which sweep shards this pipeline sweeps. The
+// SetShardOwner sets the function that decides which sweep shards this pipeline sweeps. The
 // default owns every shard, as a standalone server must. It may be called while running.
 func (p *Pipeline) SetShardOwner(owns func(shard int) bool) {
 	p.owner.Store(&owns)
