@@ -94,7 +94,8 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, trigger str
 
 	for i := range out {
 		key := store.Key{Namespace: r.ns.Name, Counter: out[i].Counter}
-		if err := r.cache.SetCheckpoint(ctx, key, out[i].Checkpoint); err != nil {
+		cached := store.Checkpoint{Count: out[i].Checkpoint.Count, RollupTime: out[i].Checkpoint.RollupTime}
+		if err := r.cache.SetCheckpoint(ctx, key, cached); err != nil {
 			r.logger.Warn("Failed to cache a checkpoint", "namespace", r.ns.Name, "counter", out[i].Counter, "err", err)
 		}
 		t, ok, err := r.store.OldestEventAfter(ctx, key, out[i].Checkpoint.RollupTime)

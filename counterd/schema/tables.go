@@ -101,11 +101,13 @@ func (l layout) tables() []table {
 		{
 			// checkpoint holds the rollup time and the count in one cell, so that two writes
 			// with the same write timestamp cannot leave the count of one and the rollup time
-			// of the other. The store describes the encoding.
+			// of the other. The store describes the encoding. last_write_time is written with
+			// the event time as its write timestamp, so the newest event time wins.
 			name: TableRollups,
 			columns: []string{
 				"counter_name text",
 				"checkpoint blob",
+				"last_write_time bigint",
 				"PRIMARY KEY (counter_name)",
 			},
 		},

@@ -460,20 +460,20 @@ type checkpointLoader interface {
 }
 
 // loadCheckpoint reads a checkpoint from the store, caches it when fill is set, and queues a
-// rollup when it is stale.
+// rollup when events wait after it.
 func (s *Service) loadCheckpoint(ctx context.Context, ns *namespace, key store.Key, fill bool) (store.Checkpoint, error) {
 	cp, err := s.store.ReadCheckpoint(ctx, key)
 	if err != nil {
 		return store.Checkpoint{}, err
 	}
+	if cp.LastWriteTime > cp.RollupTime {
+		s.hint(ns, key, rollup.DueTime(ns.cfg, s.clock(), cp.RollupTime+1))
+	}
+	cp.LastWriteTime = 0 // not part of what readers and caches see
 	if fill {
 		if err := s.cache.SetCheckpoint(ctx, key, cp); err != nil {
 			s.logger.Debug("Cache fill failed", "namespace", key.Namespace, "counter", key.Counter, "err", err)
 		}
-	}
-	now := s.clock()
-	if cp.RollupTime < rollup.WindowEnd(ns.cfg, now, nil)-int64(ns.cfg.Rollup.Coalesce.Duration) {
-		s.hint(ns, key, now)
 	}
 	return cp, nil
 }

@@ -67,6 +67,10 @@ type Checkpoint struct {
 	// RollupTime is the window end, in Unix nanoseconds, that Count covers. Zero means no
 	// rollup has run yet.
 	RollupTime int64
+	// LastWriteTime is the newest event time of the counter that the store knows of, zero
+	// when it has none. ReadCheckpoint fills it in; WriteCheckpoints ignores it and caches do
+	// not keep it. A LastWriteTime after RollupTime means events wait for a rollup.
+	LastWriteTime int64
 }
 
 // EventLog records mutations.

@@ -108,6 +108,9 @@ func (s *Store) appendOne(ctx context.Context, ev store.Event) (store.AppendResu
 	if err := s.writeEvent(ctx, ns, stored); err != nil {
 		return store.AppendResult{}, err
 	}
+	if err := s.recordLastWrite(ctx, ns, stored); err != nil {
+		return store.AppendResult{}, err
+	}
 	return result, nil
 }
 

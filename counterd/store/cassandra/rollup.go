@@ -23,18 +23,32 @@ func (s *Store) ReadCheckpoint(ctx context.Context, key store.Key) (store.Checkp
 		return store.Checkpoint{}, err
 	}
 	var blob []byte
-	err = s.query(ctx, s.read, true, ns.cql.selectCheckpoint, key.Counter).Scan(&blob)
+	var lastWrite *int64
+	err = s.query(ctx, s.read, true, ns.cql.selectCheckpoint, key.Counter).Scan(&blob, &lastWrite)
 	if errors.Is(err, gocql.ErrNotFound) {
 		return store.Checkpoint{}, nil
 	}
 	if err != nil {
 		return store.Checkpoint{}, mapError(err, "failed to read the checkpoint of counter %q in keyspace %s", key.Counter, ns.keyspace)
 	}
-	cp, err := decodeCheckpoint(blob)
-	if err != nil {
-		return store.Checkpoint{}, fmt.Errorf("counter %q in keyspace %s: %w", key.Counter, ns.keyspace, err)
+	var cp store.Checkpoint
+	if len(blob) > 0 { // a row with only last_write_time: events but no rollup yet
+		if cp, err = decodeCheckpoint(blob); err != nil {
+			return store.Checkpoint{}, fmt.Errorf("counter %q in keyspace %s: %w", key.Counter, ns.keyspace, err)
+		}
+	}
+	if lastWrite != nil {
+		cp.LastWriteTime = *lastWrite
 	}
 	return cp, nil
+}
+
+// recordLastWrite raises the counter's last_write_time to the event time. The write timestamp
+// is the event time itself, so the newest event time wins whatever order appends arrive in,
+// without a lightweight transaction.
+func (s *Store) recordLastWrite(ctx context.Context, ns *namespace, ev store.Event) error {
+	err := s.query(ctx, s.write, true, ns.cql.updateLastWrite, writeTimestamp(ev.Time), ev.Time, ev.Key.Counter).Exec()
+	return mapError(err, "failed to record the last write time of counter %q in keyspace %s", ev.Key.Counter, ns.keyspace)
 }
 
 // WriteCheckpoints implements store.RollupStore without lightweight transactions. Each

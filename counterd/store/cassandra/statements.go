@@ -32,6 +32,7 @@ type statements struct {
 
 	selectCheckpoint string
 	insertCheckpoint string
+	updateLastWrite  string
 
 	selectWritten       string
 	selectOldestWritten string
@@ -72,7 +73,8 @@ func newStatements(keyspace string) statements {
 		selectOldestEvent: fmt.Sprintf("SELECT event_time FROM %s WHERE counter_name = ? AND time_bucket = ? AND event_bucket = ? AND event_time > ? ORDER BY event_time ASC LIMIT 1",
 			events),
 
-		selectCheckpoint: fmt.Sprintf("SELECT checkpoint FROM %s WHERE counter_name = ?", table(schema.TableRollups)),
+		selectCheckpoint: fmt.Sprintf("SELECT checkpoint, last_write_time FROM %s WHERE counter_name = ?", table(schema.TableRollups)),
+		updateLastWrite:  fmt.Sprintf("UPDATE %s USING TIMESTAMP ? SET last_write_time = ? WHERE counter_name = ?", table(schema.TableRollups)),
 		insertCheckpoint: fmt.Sprintf("INSERT INTO %s (counter_name, checkpoint) VALUES (?, ?) USING TIMESTAMP ?", table(schema.TableRollups)),
 
 		selectWritten:       fmt.Sprintf("SELECT counter_name FROM %s WHERE time_bucket = ? AND shard = ?", written),

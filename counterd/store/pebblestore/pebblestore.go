@@ -363,12 +363,26 @@ func (s *Store) OldestEventAfter(ctx context.Context, key store.Key, after int64
 	return timeFromInverted(binary.BigEndian.Uint64(it.Key()[len(prefix):])), true, nil
 }
 
-// ReadCheckpoint implements store.RollupStore.
-func (s *Store) ReadCheckpoint(_ context.Context, key store.Key) (store.Checkpoint, error) {
+// ReadCheckpoint implements store.RollupStore. LastWriteTime comes from the newest event in the
+// log, which is the first key of the counter's events.
+func (s *Store) ReadCheckpoint(ctx context.Context, key store.Key) (store.Checkpoint, error) {
 	if s.closed.Load() {
 		return store.Checkpoint{}, store.ErrClosed
 	}
-	return s.readCheckpoint(checkpointKey(nil, key))
+	cp, err := s.readCheckpoint(checkpointKey(nil, key))
+	if err != nil {
+		return store.Checkpoint{}, err
+	}
+	prefix := counterPrefix(nil, tagEvent, key)
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return store.Checkpoint{}, err
+	}
+	defer it.Close()
+	if it.First() {
+		cp.LastWriteTime = timeFromInverted(binary.BigEndian.Uint64(it.Key()[len(prefix):]))
+	}
+	return cp, it.Error()
 }
 
 func (s *Store) readCheckpoint(k []byte) (store.Checkpoint, error) {

@@ -48,6 +48,7 @@ func Run(t *testing.T, open Opener) {
 		{"OldestEventAfter", testOldestEventAfter},
 		{"CheckpointLastWriterWins", testCheckpointLastWriterWins},
 		{"CheckpointInt128", testCheckpointInt128},
+		{"LastWriteTime", testLastWriteTime},
 		{"WrittenIndex", testWrittenIndex},
 		{"SweepMarkOnlyAdvances", testSweepMark},
 		{"SweepIndex", testSweepIndex},
@@ -288,6 +289,30 @@ func testCheckpointInt128(t *testing.T, s store.Store) {
 	}
 	if cp, _ := s.ReadCheckpoint(ctx, key("neg")); cp.Count != neg {
 		t.Fatalf("neg = %s, want %s", cp.Count, neg)
+	}
+}
+
+func testLastWriteTime(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if cp, err := s.ReadCheckpoint(ctx, key("c")); err != nil || cp.LastWriteTime != 0 {
+		t.Fatalf("LastWriteTime of a counter never written = %d, %v; want 0", cp.LastWriteTime, err)
+	}
+	// Appends arrive out of event-time order; the newest event time wins.
+	mustAppend(t, s, add("c", base+300, "a", 1))
+	mustAppend(t, s, add("c", base+100, "b", 1))
+	cp, err := s.ReadCheckpoint(ctx, key("c"))
+	if err != nil || cp.LastWriteTime != base+300 {
+		t.Fatalf("LastWriteTime = base%+d, %v; want base+300", cp.LastWriteTime-base, err)
+	}
+	if cp.RollupTime != 0 || !cp.Count.IsZero() {
+		t.Fatalf("checkpoint of a counter never rolled up = %+v, want zero count and rollup time", cp)
+	}
+	// Writing a checkpoint leaves it alone.
+	if err := s.WriteCheckpoints(ctx, []store.Key{key("c")}, []store.Checkpoint{{Count: store.Int128From(2), RollupTime: base + 200}}); err != nil {
+		t.Fatal(err)
+	}
+	if cp, _ = s.ReadCheckpoint(ctx, key("c")); cp.LastWriteTime != base+300 || cp.RollupTime != base+200 {
+		t.Fatalf("after WriteCheckpoints = %+v, want LastWriteTime base+300 and RollupTime base+200", cp)
 	}
 }
 
