@@ -81,6 +81,12 @@ func WallClock() int64 { return time.Now().UnixNano() }
 
 // WindowEnd returns the end of the window that a rollup of namespace ns may fold at time now:
 // no event accepted from now on can be at or before it, and no write still in flight either.
+//
+// NOTE: holds cover the writes of the processes that share them, which in a cluster are not
+// the gateways' writes. There, a gateway write that stalls for longer than the skew margin
+// between its accept check and its commit can land in a window a worker has already folded,
+// and its add is then missing from the checkpoint. Keep skewMargin above the store's write
+// timeout in a cluster.
 func WindowEnd(ns *config.Namespace, now int64, holds *Holds) int64 {
 	end := now - int64(ns.WindowDelay())
 	if holds != nil {
