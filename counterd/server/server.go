@@ -127,6 +127,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.registerStoreMetrics()
 
 	s.role = cfg.Cluster.Role
+	if s.role != config.RoleAll && cfg.Store.Type == config.StoreCassandra {
+		for _, ns := range cfg.Namespaces {
+			if ns.Rollup.SkewMargin.Duration < cfg.Store.Cassandra.Timeout.Duration {
+				logger.Warn("The skew margin is shorter than the Cassandra write timeout: an add whose write stalls longer than the margin may be left out of its checkpoint; raise rollup.skewMargin",
+					"namespace", ns.Name, "skewMargin", ns.Rollup.SkewMargin.Duration, "cassandraTimeout", cfg.Store.Cassandra.Timeout.Duration)
+			}
+		}
+	}
 	svcOpts := service.Options{
 		Config: cfg, Store: s.store, Cache: s.cache, Clock: opts.Clock, Metrics: s.metrics, Logger: logger,
 		Holds: opts.Holds, RunRollups: s.role != config.RoleGateway,
