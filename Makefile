@@ -94,7 +94,7 @@ envtest: ## Build (or reuse) kube-apiserver and etcd for envtest and print their
 
 .PHONY: test-operator
 test-operator: ## Run the API and controller tests against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test ./api/... ./controllers/... $(TEST_ARGS)
+	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" go test -count=1 ./api/... ./controllers/... $(TEST_ARGS)
 
 .PHONY: check-generated
 check-generated: ## Fail when the generated files differ from a fresh `make manifests generate`.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -156,11 +157,11 @@ func Parse(data []byte) (*Config, error) {
 // unknown field.
 func decodeError(err error) error {
 	msg := err.Error()
-	if i := strings.LastIndex(msg, "json: "); i >= 0 {
-		msg = msg[i+len("json: "):]
+	for _, prefix := range []string{"error unmarshaling JSON: ", "while decoding JSON: ", "json: "} {
+		msg = strings.TrimPrefix(msg, prefix)
 	}
 	if strings.HasPrefix(msg, "unknown field") {
-		return fmt.Errorf("%s: check its spelling, case and indentation; zero values mean the default", msg)
+		return fmt.Errorf("%s: check its spelling, case and indentation", msg)
 	}
 	return errors.New(msg)
 }
@@ -223,7 +224,7 @@ func setDuration(d *Duration, def time.Duration) {
 // Validate checks the whole configuration and returns every problem it finds, each naming the
 // field and the fix.
 func (c *Config) Validate() error {
-	var errs []error
+	errs := invalidDurations(reflect.ValueOf(c), "")
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: must not be empty; set an address such as :8080"))
 	}
@@ -257,10 +258,14 @@ func (n *Namespace) validate(field string) []error {
 		errs = append(errs, fmt.Errorf("%s.%s: %s", field, name, fmt.Sprintf(format, args...)))
 	}
 
-	if !NamespacePattern.MatchString(n.Name) {
+	switch {
+	case n.Name == "":
+		add("name", "is missing; set a name that matches %s", NamespacePattern)
+	case !NamespacePattern.MatchString(n.Name):
 		add("name", "%q is invalid: a namespace name must match %s (a lower-case letter, then up to 47 lower-case letters, digits or underscores)", n.Name, NamespacePattern)
 	}
-	if !NamespacePattern.MatchString(n.Keyspace) {
+	// A keyspace defaulted from an invalid name is already reported as the name.
+	if n.Keyspace != n.Name && !NamespacePattern.MatchString(n.Keyspace) {
 		add("keyspace", "%q is invalid: a keyspace name must match %s; leave it empty to use the namespace name", n.Keyspace, NamespacePattern)
 	}
 	switch n.Type {

@@ -35,6 +35,21 @@ type Metrics struct {
 	SweepOwnedShards *prometheus.GaugeVec
 }
 
+// Init creates the per-namespace series at zero, so that dashboards and alerts see 0 rather
+// than no data before the first event.
+func (m *Metrics) Init(namespaces []string) {
+	for _, ns := range namespaces {
+		m.DuplicateRequests.WithLabelValues(ns)
+		m.RollupLagSeconds.WithLabelValues(ns)
+		m.QueueDepth.WithLabelValues(ns)
+		m.RollupErrors.WithLabelValues(ns)
+		m.HintsDropped.WithLabelValues(ns)
+		for _, trigger := range []string{"queue", "sweep", "shutdown"} {
+			m.Rollups.WithLabelValues(ns, trigger)
+		}
+	}
+}
+
 // New creates the collectors and registers them, with the Go and process collectors, in a new
 // registry.
 func New() *Metrics {

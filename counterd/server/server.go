@@ -185,7 +185,15 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	s.served = make(chan error, 1)
 	go func() { s.served <- s.http.Serve(ln) }()
 	s.ready.Store(true)
-	logger.Info("counterd is serving", "addr", ln.Addr().String(), "store", cfg.Store.Type, "cache", cfg.Cache.Type, "namespaces", len(cfg.Namespaces))
+	names := make([]string, len(cfg.Namespaces))
+	for i, ns := range cfg.Namespaces {
+		names[i] = ns.Name + " (" + string(ns.Type) + ")"
+	}
+	attrs := []any{"addr", ln.Addr().String(), "role", cfg.Cluster.Role, "store", cfg.Store.Type, "cache", cfg.Cache.Type, "namespaces", names}
+	if cfg.Store.Type == config.StoreEmbedded {
+		attrs = append(attrs, "dataDir", cfg.DataDir)
+	}
+	logger.Info("counterd is serving", attrs...)
 	return s, nil
 }
 

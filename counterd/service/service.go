@@ -108,6 +108,9 @@ func New(opts Options) *Service {
 	}
 	sort.Strings(names)
 	s.names = strings.Join(names, ", ")
+	if s.metrics != nil {
+		s.metrics.Init(names)
+	}
 	return s
 }
 
@@ -347,7 +350,7 @@ func (s *Service) acceptEventTime(ns *config.Namespace, generated time.Time) (in
 			return 0, 0, s.tooNew(ns, generated, nowTime)
 		}
 		return 0, 0, failedPrecondition(
-			"idempotency_token.generation_time: %s is %s before the server's time %s, older than the accept limit of %s of namespace %q; send mutations within the accept limit of generating them, or leave generation_time unset",
+			"idempotency_token.generation_time: %s is %s before the server's time %s, older than the accept limit of %s of namespace %q, and its token was not applied before; a mutation must reach the server within the accept limit of its generation_time, so send this one again with a new token and the current time",
 			generated.UTC().Format(time.RFC3339Nano), nowTime.Sub(generated).Round(time.Millisecond), nowTime.Format(time.RFC3339Nano), ns.AcceptLimit.Duration, ns.Name)
 	}
 	if t > now+int64(ns.MaxClockSkew.Duration) {

@@ -20,7 +20,7 @@ Usage:
   counterd bench [flags]                    run the load generator against a server
   counterd schema print|apply [flags]       print or apply the Cassandra schema
 
-Run "counterd VERB -h" for the flags of a verb.
+Run "counterd VERB -h" for the flags of a verb, such as "counterd serve -h".
 `
 
 func main() {
@@ -32,6 +32,10 @@ func run(args []string) int {
 	verb := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		verb, args = args[0], args[1:]
+	}
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") && verb == "serve" && len(args) == 1 {
+		fmt.Print(usage)
+		return 0
 	}
 	switch verb {
 	case "serve":

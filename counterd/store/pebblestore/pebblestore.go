@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -103,6 +104,9 @@ func Open(dir string, opts store.Options, logger *slog.Logger) (*Store, error) {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(dir, popts)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return nil, fmt.Errorf("failed to open the embedded store in %s: another process is using it; stop that process or pass another --data-dir", dir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)
 	}
