@@ -31,6 +31,8 @@ type Metrics struct {
 	HintsDropped *prometheus.CounterVec
 	// SweepMarkSeconds is the Unix time up to which every written counter is rolled up.
 	SweepMarkSeconds *prometheus.GaugeVec
+	// SweepLagSeconds is how far the oldest sweep mark of this process's shards is behind now.
+	SweepLagSeconds *prometheus.GaugeVec
 	// SweepOwnedShards is the number of sweep shards this process sweeps, by namespace.
 	SweepOwnedShards *prometheus.GaugeVec
 }
@@ -85,11 +87,14 @@ func New() *Metrics {
 		SweepMarkSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "counterd_sweep_mark_seconds", Help: "Unix time up to which every counter written in the sweep shards of this process has a checkpoint, by namespace.",
 		}, []string{"namespace"}),
+		SweepLagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "counterd_sweep_lag_seconds", Help: "Seconds between now and the oldest sweep mark of the shards this process sweeps, by namespace.",
+		}, []string{"namespace"}),
 		SweepOwnedShards: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "counterd_sweep_owned_shards", Help: "Sweep shards this process sweeps, by namespace.",
 		}, []string{"namespace"}),
 	}
 	r.MustRegister(m.Requests, m.RequestSeconds, m.DuplicateRequests, m.RollupLagSeconds, m.QueueDepth,
-		m.Rollups, m.RollupErrors, m.HintsDropped, m.SweepMarkSeconds, m.SweepOwnedShards)
+		m.Rollups, m.RollupErrors, m.HintsDropped, m.SweepMarkSeconds, m.SweepLagSeconds, m.SweepOwnedShards)
 	return m
 }

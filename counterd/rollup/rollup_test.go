@@ -249,3 +249,28 @@ func TestWindowEndStaysBelowHolds(t *testing.T) {
 		t.Fatalf("BeginNow times %d then %d, want strictly increasing", t1, t2)
 	}
 }
+
+func TestStopHandsOffWhenOutOfTime(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range counters(10) {
+		f.pipe.Hint(c, base+int64(time.Hour))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the shutdown deadline has already passed
+	handedOff := map[string]int64{}
+	err := f.pipe.StopWithHandoff(ctx, func(counter string, due int64) { handedOff[counter] = due })
+	if err == nil {
+		t.Fatal("StopWithHandoff reported a complete drain after its deadline")
+	}
+	if len(handedOff) != 10 {
+		t.Fatalf("%d counters handed off, want all 10", len(handedOff))
+	}
+	for c, due := range handedOff {
+		if due != base+int64(time.Hour) {
+			t.Errorf("counter %s handed off with due base%+d, want its queued due time", c, due-base)
+		}
+	}
+	if f.pipe.Len() != 0 {
+		t.Fatalf("%d counters still queued", f.pipe.Len())
+	}
+}

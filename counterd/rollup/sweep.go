@@ -48,6 +48,7 @@ func (p *Pipeline) Sweep(ctx context.Context) error {
 		p.metrics.SweepOwnedShards.WithLabelValues(r.ns.Name).Set(float64(owned))
 		if oldestMark > 0 {
 			p.metrics.SweepMarkSeconds.WithLabelValues(r.ns.Name).Set(float64(oldestMark) / 1e9)
+			p.metrics.SweepLagSeconds.WithLabelValues(r.ns.Name).Set(time.Duration(r.clock() - oldestMark).Seconds())
 		}
 	}
 	return nil
