@@ -88,7 +88,7 @@ func TestQueueRollsUpDueCounters(t *testing.T) {
 	f.pipe.Hint("b", f.now.Load()+int64(time.Hour)) // not due
 	f.pipe.Start()
 
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for f.checkpoint(t, "a").RollupTime == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
