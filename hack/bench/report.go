@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"html"
 	"os"
@@ -182,7 +183,11 @@ func (r *report) write(outPath, artifacts string) error {
 	if err := os.WriteFile(plotPath, []byte(r.svg()), 0o644); err != nil {
 		return err
 	}
-	section := r.markdown(relPath(outPath, plotPath), relPath(outPath, r.ProfilePath))
+	jsonPath := filepath.Join(artifacts, "results.json")
+	if err := r.writeJSON(jsonPath); err != nil {
+		return err
+	}
+	section := r.markdown(relPath(outPath, plotPath), relPath(outPath, r.ProfilePath), relPath(outPath, jsonPath))
 
 	old, err := os.ReadFile(outPath)
 	if err != nil && !os.IsNotExist(err) {
@@ -217,7 +222,7 @@ func relPath(from, to string) string {
 }
 
 // markdown returns the generated section, markers included.
-func (r *report) markdown(plot, profile string) string {
+func (r *report) markdown(plot, profile, results string) string {
 	var b strings.Builder
 	fmt.Fprintln(&b, beginMarker)
 	fmt.Fprintf(&b, "## Results of %s\n\n", r.Started.Format("2006-01-02 15:04 UTC"))
@@ -275,6 +280,7 @@ func (r *report) markdown(plot, profile string) string {
 		}
 	}
 	fmt.Fprintf(&b, "\n![adds and gets per second and p99 latency per system](%s)\n\n", plot)
+	fmt.Fprintf(&b, "The same figures, for comparison with later runs: [%s](%s).\n\n", filepath.Base(results), results)
 
 	fmt.Fprintln(&b, "### Configuration")
 	fmt.Fprintln(&b)
@@ -301,6 +307,54 @@ func (r *report) markdown(plot, profile string) string {
 	return b.String()
 }
 
+// runSummary is one run in results.json. Latencies are in milliseconds.
+type runSummary struct {
+	System          string             `json:"system"`
+	Config          string             `json:"config"`
+	Workload        string             `json:"workload"`
+	Seconds         float64            `json:"seconds"`
+	PerSecond       map[string]float64 `json:"perSecond"`
+	P50             map[string]float64 `json:"p50Millis"`
+	P99             map[string]float64 `json:"p99Millis"`
+	Errors          int64              `json:"errors"`
+	Checked         int                `json:"checked"`
+	Mismatches      int                `json:"mismatches"`
+	Ambiguous       int                `json:"ambiguous"`
+	NotIdempotent   bool               `json:"notIdempotent,omitempty"`
+	AckedDuplicates int64              `json:"ackedDuplicates"`
+	Excess          int64              `json:"excess"`
+}
+
+// writeJSON saves the results with the command, machine and versions to path.
+func (r *report) writeJSON(path string) error {
+	runs := make([]runSummary, 0, len(r.Results))
+	for _, res := range r.Results {
+		run := runSummary{
+			System: res.System, Config: res.Config, Workload: res.Workload, Seconds: res.Elapsed.Seconds(),
+			PerSecond: map[string]float64{}, P50: map[string]float64{}, P99: map[string]float64{},
+			Errors: res.Errors(), Checked: res.Checked, Mismatches: res.Mismatches, Ambiguous: res.Ambiguous,
+			NotIdempotent: res.NotIdempotent, AckedDuplicates: res.AckedDuplicates, Excess: res.Excess,
+		}
+		for op, stats := range res.Ops {
+			if stats.Count == 0 {
+				continue
+			}
+			run.PerSecond[op] = res.Rate(op)
+			run.P50[op] = msFloat(stats.Latency.Quantile(0.5))
+			run.P99[op] = msFloat(stats.Latency.Quantile(0.99))
+		}
+		runs = append(runs, run)
+	}
+	out, err := json.MarshalIndent(map[string]any{
+		"command": strings.TrimSpace(r.Command), "started": r.Started, "machine": r.Machine,
+		"versions": r.Versions, "runs": runs,
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(out, '\n'), 0o644)
+}
+
 // ms formats d in milliseconds with three significant digits.
 func ms(d time.Duration) string {
 	v := float64(d) / float64(time.Millisecond)
@@ -320,12 +374,14 @@ func (r *report) svg() string {
 	const (
 		labelWidth = 330
 		panelWidth = 330
+		// valueWidth is the room right of the longest bar for its value.
+		valueWidth = 60
 		gap        = 40
 		rowHeight  = 34
 		top        = 60
 		barHeight  = 12
 	)
-	width := labelWidth + 2*panelWidth + 2*gap
+	width := labelWidth + 2*(panelWidth+valueWidth) + gap
 	height := top + rowHeight*len(r.Results) + 40
 
 	var maxRate, maxP99 float64
@@ -340,7 +396,7 @@ func (r *report) svg() string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
 	x1 := labelWidth
-	x2 := labelWidth + panelWidth + gap
+	x2 := labelWidth + panelWidth + valueWidth + gap
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-weight="bold">operations per second (adds dark, gets light)</text>`+"\n", x1)
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-weight="bold">p99 latency, ms (adds dark, gets light)</text>`+"\n", x2)
 	fmt.Fprintf(&b, `<text x="%d" y="38" fill="#555">scale: 0 to %.0f</text>`+"\n", x1, maxRate)
