@@ -269,6 +269,7 @@ func (r *report) markdown(plot, profile, results string) string {
 		"`checked` is the number of counters compared with the sum of their acknowledged adds after the run; "+
 		"counterd's check waits for its rollups to converge, the peers are read once.")
 	fmt.Fprintln(&b)
+	listed := false
 	for _, res := range r.Results {
 		if res.NotIdempotent {
 			// Every re-sent add counts twice here, so the mismatches are expected and listed
@@ -277,9 +278,13 @@ func (r *report) markdown(plot, profile, results string) string {
 		}
 		for _, e := range res.Examples {
 			fmt.Fprintf(&b, "- mismatch in %s, %s: %s\n", res.System, res.Workload, e)
+			listed = true
 		}
 	}
-	fmt.Fprintf(&b, "\n![adds and gets per second and p99 latency per system](%s)\n\n", plot)
+	if listed {
+		fmt.Fprintln(&b)
+	}
+	fmt.Fprintf(&b, "![adds and gets per second and p99 latency per system](%s)\n\n", plot)
 	fmt.Fprintf(&b, "The same figures, for comparison with later runs: [%s](%s).\n\n", filepath.Base(results), results)
 
 	fmt.Fprintln(&b, "### Configuration")
