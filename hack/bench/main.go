@@ -1,0 +1,432 @@
+// Command bench runs one workload against counterd, Redis and PostgreSQL on this machine and
+// records the results in BENCHMARKS.md with a plot.
+//
+// It installs Redis and PostgreSQL from Debian's packages when they are missing. It starts
+// every server on a free 127.0.0.1 port with its data in a temporary directory and runs each
+// system in turn with the same client concurrency. Each run ends with a check of every
+// counter against the acknowledged adds. Every process it started is stopped at the end, also
+// on failure or Ctrl-C.
+//
+//	go run ./hack/bench --duration 20s
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/counterd/counterd/counterd/loadgen"
+)
+
+// Systems, as --only names them.
+const (
+	sysCounterd          = "counterd"
+	sysRedisIncrEverysec = "redis-incr-everysec"
+	sysRedisLuaEverysec  = "redis-lua-everysec"
+	sysRedisIncrAlways   = "redis-incr-always"
+	sysRedisLuaAlways    = "redis-lua-always"
+	sysPostgres          = "postgres"
+)
+
+var allSystems = []string{
+	sysCounterd, sysRedisIncrEverysec, sysRedisLuaEverysec, sysRedisIncrAlways, sysRedisLuaAlways, sysPostgres,
+}
+
+// Workload parameters shared by every system.
+const (
+	concurrency    = 64
+	counters       = 100000
+	zipfExponent   = 1.1
+	duplicateRate  = 0.05
+	requestTimeout = 5 * time.Second
+	// maxProfileSeconds is the longest CPU profile of counterd, taken during the write-heavy
+	// run. A shorter --duration gets a profile of half the run.
+	maxProfileSeconds = 10
+)
+
+// options are the command-line flags.
+type options struct {
+	duration    time.Duration
+	only        []string
+	out         string
+	skipInstall bool
+	command     string
+}
+
+func main() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	opts, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sup := &supervisor{}
+	err = run(ctx, opts, sup)
+	// Every child is stopped here, whatever run returned, before the exit status is set.
+	sup.stopAll()
+	stop()
+	if err != nil {
+		slog.Error("bench failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (options, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	duration := fs.Duration("duration", 20*time.Second, "length of the load phase of each run; there are two runs per system")
+	only := fs.String("only", strings.Join(allSystems, ","), "comma-separated systems to run, from: "+strings.Join(allSystems, ", "))
+	out := fs.String("out", "BENCHMARKS.md", "Markdown file whose generated section receives the results; the plot, profile and logs go to a directory beside it")
+	skipInstall := fs.Bool("skip-install", false, "do not run apt-get when redis-server or PostgreSQL 15 is missing")
+	if err := fs.Parse(args); err != nil {
+		return options{}, err
+	}
+	if fs.NArg() > 0 {
+		return options{}, fmt.Errorf("unexpected arguments %q: all options are flags", fs.Args())
+	}
+	if *duration <= 0 {
+		return options{}, fmt.Errorf("invalid --duration %v: use a positive duration such as 20s", *duration)
+	}
+	opts := options{duration: *duration, out: *out, skipInstall: *skipInstall}
+	for _, s := range strings.Split(*only, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allSystems, s) {
+			return options{}, fmt.Errorf("invalid --only system %q: use one of %s", s, strings.Join(allSystems, ", "))
+		}
+		opts.only = append(opts.only, s)
+	}
+	if len(opts.only) == 0 {
+		return options{}, fmt.Errorf("invalid --only %q: name at least one of %s", *only, strings.Join(allSystems, ", "))
+	}
+	opts.command = "go run ./hack/bench " + strings.Join(args, " ")
+	return opts, nil
+}
+
+// workloads returns the write-heavy and read-heavy mixes.
+func workloads(d time.Duration) []workload {
+	base := workload{
+		Concurrency: concurrency, Counters: counters, Zipf: zipfExponent,
+		DuplicateRate: duplicateRate, Duration: d, RequestTimeout: requestTimeout,
+	}
+	writeHeavy, readHeavy := base, base
+	writeHeavy.Name, writeHeavy.GetRatio = "90% adds / 10% gets", 0.1
+	readHeavy.Name, readHeavy.GetRatio = "10% adds / 90% gets", 0.9
+	return []workload{writeHeavy, readHeavy}
+}
+
+// run does the whole benchmark. The caller stops the processes in sup afterwards.
+func run(ctx context.Context, opts options, sup *supervisor) error {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	outPath, err := filepath.Abs(opts.out)
+	if err != nil {
+		return err
+	}
+	artifacts := strings.TrimSuffix(outPath, filepath.Ext(outPath)) + "-files"
+	if filepath.Base(outPath) == "BENCHMARKS.md" {
+		artifacts = filepath.Join(filepath.Dir(outPath), "docs", "benchmarks")
+	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "counterd-bench-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := os.RemoveAll(tmp); err != nil {
+			slog.Warn("remove temporary directory failed", "dir", tmp, "err", err)
+		}
+	}()
+
+	wants := func(systems ...string) bool {
+		for _, s := range systems {
+			if slices.Contains(opts.only, s) {
+				return true
+			}
+		}
+		return false
+	}
+	needPeers := wants(sysRedisIncrEverysec, sysRedisLuaEverysec, sysRedisIncrAlways, sysRedisLuaAlways, sysPostgres)
+	var bins map[string]string
+	if needPeers {
+		if !opts.skipInstall {
+			if err := installPeers(ctx); err != nil {
+				return err
+			}
+		}
+		var missing []string
+		bins, missing = findPeerBinaries()
+		if len(missing) > 0 {
+			return fmt.Errorf("missing %s: install redis-server and postgresql (PostgreSQL 15) or run without --skip-install", strings.Join(missing, ", "))
+		}
+	}
+
+	rep := &report{Command: opts.command, Started: time.Now().UTC(), Machine: describeMachine(tmp)}
+	rep.Versions = append(rep.Versions, "go: "+toolVersion("go", "version"))
+	rep.Versions = append(rep.Versions, "counterd: "+counterdCommit(root))
+	if needPeers {
+		redisVersion, postgresVersion, err := checkPeerVersions(bins)
+		if err != nil {
+			return err
+		}
+		rep.Versions = append(rep.Versions, "redis: "+redisVersion, "postgres: "+postgresVersion)
+	}
+
+	loads := workloads(opts.duration)
+	if wants(sysCounterd) {
+		if err := runCounterd(ctx, sup, root, tmp, artifacts, loads, rep); err != nil {
+			return err
+		}
+	}
+	for _, fsync := range []string{"everysec", "always"} {
+		plain, lua := "redis-incr-"+fsync, "redis-lua-"+fsync
+		if !wants(plain, lua) {
+			continue
+		}
+		if err := runRedis(ctx, sup, bins["redis-server"], tmp, fsync, wants(plain), wants(lua), loads, rep); err != nil {
+			return err
+		}
+	}
+	if wants(sysPostgres) {
+		if err := runPostgres(ctx, sup, bins, tmp, loads, rep); err != nil {
+			return err
+		}
+	}
+
+	rep.Finished = time.Now().UTC()
+	return rep.write(outPath, artifacts)
+}
+
+// runCounterd builds and starts counterd, runs each workload through loadgen and takes a
+// CPU profile during the write-heavy run.
+func runCounterd(ctx context.Context, sup *supervisor, root, tmp, artifacts string, loads []workload, rep *report) error {
+	binary, err := buildCounterd(ctx, root, tmp)
+	if err != nil {
+		return err
+	}
+	p, addr, err := startCounterd(ctx, sup, binary, tmp)
+	if err != nil {
+		return err
+	}
+	defer sup.stop(p)
+	rep.Configs = append(rep.Configs, systemConfig{
+		System: sysCounterd,
+		Lines: []string{
+			"`counterd serve --listen " + addr + " --data-dir TMP --pprof --log-level warn`, no config file: " +
+				"namespace `default`, EventuallyConsistent, every add synced before it is acknowledged (group commit)",
+		},
+		Client: "counterd/loadgen, one counterd/client (Connect over HTTP/2 cleartext) shared by the 64 workers",
+	})
+
+	for i, w := range loads {
+		profile := make(chan error, 1)
+		if i == 0 {
+			go func() { profile <- saveProfile(ctx, addr, binary, artifacts, w.Duration, rep) }()
+		} else {
+			profile <- nil
+		}
+		slog.Info("run", "system", sysCounterd, "workload", w.Name, "duration", w.Duration)
+		report, err := loadgen.Run(ctx, loadgen.Config{
+			Server: addr, Concurrency: w.Concurrency, Duration: w.Duration, Counters: w.Counters,
+			Zipf: w.Zipf, GetRatio: w.GetRatio, DuplicateRate: w.DuplicateRate,
+			RequestTimeout: w.RequestTimeout, Verify: true,
+		})
+		if err != nil {
+			return fmt.Errorf("counterd %s: %w", w.Name, err)
+		}
+		report.Print(os.Stderr)
+		if err := <-profile; err != nil {
+			slog.Warn("CPU profile failed", "err", err)
+		}
+		res := &result{System: sysCounterd, Config: "standalone, synced adds", Workload: w.Name, Elapsed: report.Elapsed, Ops: report.Ops}
+		if v := report.Verify; v != nil {
+			res.Checked, res.Mismatches, res.Ambiguous, res.Waited = v.Counters, len(v.Mismatches), len(v.Ambiguous), v.Waited
+			for _, m := range v.Mismatches[:min(len(v.Mismatches), 10)] {
+				res.Examples = append(res.Examples, fmt.Sprintf("%s: expected %d, got %d (err %v)", m.Counter, m.Expected, m.Got, m.Err))
+			}
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	return nil
+}
+
+// saveProfile fetches a CPU profile of counterd that starts a quarter into a run of length
+// duration and ends before the run does. It saves the profile in artifacts and stores the top
+// entries in rep.
+func saveProfile(ctx context.Context, addr, binary, artifacts string, duration time.Duration, rep *report) error {
+	seconds := min(maxProfileSeconds, int(duration.Seconds()/2))
+	if seconds < 1 {
+		return fmt.Errorf("run of %v is too short for a CPU profile of at least one second", duration)
+	}
+	select {
+	case <-time.After(duration / 4):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s returned %s", url, resp.Status)
+	}
+	path := filepath.Join(artifacts, "counterd-cpu.pprof")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	top, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", binary, path).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof -top failed: %w\n%s", err, top)
+	}
+	rep.ProfilePath, rep.ProfileTop, rep.ProfileSeconds = path, string(top), seconds
+	return nil
+}
+
+// runRedis starts one redis-server with the given appendfsync policy and runs the plain and
+// the idempotent add under each workload.
+func runRedis(ctx context.Context, sup *supervisor, binary, tmp, fsync string, plain, lua bool, loads []workload, rep *report) error {
+	p, addr, config, err := startRedis(ctx, sup, binary, tmp, fsync)
+	if err != nil {
+		return err
+	}
+	defer sup.stop(p)
+	rep.Configs = append(rep.Configs, systemConfig{
+		System: "redis (appendfsync " + fsync + ")",
+		Lines:  strings.Split(strings.TrimSpace(config), "\n"),
+		Code:   true,
+		Client: "go-redis v9 with a pool of 64 connections opened up front. The idempotent add is one EVALSHA of a script loaded with SCRIPT LOAD",
+	})
+
+	variants := []struct {
+		system     string
+		idempotent bool
+		enabled    bool
+	}{
+		{"redis-incr-" + fsync, false, plain},
+		{"redis-lua-" + fsync, true, lua},
+	}
+	for _, v := range variants {
+		if !v.enabled {
+			continue
+		}
+		t, err := newRedisTarget(ctx, addr, concurrency, v.idempotent)
+		if err != nil {
+			return err
+		}
+		config := "INCRBY, appendfsync " + fsync
+		if v.idempotent {
+			config = "Lua SET NX EX + INCRBY, appendfsync " + fsync
+		}
+		err = runAll(ctx, t, v.system, config, loads, rep)
+		t.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runPostgres creates a cluster, starts PostgreSQL and runs the idempotent add.
+func runPostgres(ctx context.Context, sup *supervisor, bins map[string]string, tmp string, loads []workload, rep *report) error {
+	p, url, settings, err := startPostgres(ctx, sup, bins, tmp)
+	if err != nil {
+		return err
+	}
+	defer sup.stop(p)
+	lines := []string{"initdb --auth=trust --encoding=UTF8; postgres started with:"}
+	for _, s := range settings {
+		lines = append(lines, "  -c "+s)
+	}
+	lines = append(lines, "add: "+strings.Join(strings.Fields(postgresAdd), " "))
+	rep.Configs = append(rep.Configs, systemConfig{
+		System: "postgres", Lines: lines, Code: true,
+		Client: "pgx v5 pgxpool with 64 connections opened up front. pgx prepares each statement once per connection (QueryExecModeCacheStatement)",
+	})
+
+	t, err := newPostgresTarget(ctx, url, concurrency)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	return runAll(ctx, t, sysPostgres, "event insert ON CONFLICT DO NOTHING + counter upsert, synchronous_commit=on", loads, rep)
+}
+
+// runAll runs every workload against t and appends the results to rep.
+func runAll(ctx context.Context, t target, system, config string, loads []workload, rep *report) error {
+	for _, w := range loads {
+		slog.Info("run", "system", system, "workload", w.Name, "duration", w.Duration)
+		res, err := runTarget(ctx, t, w)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", system, w.Name, err)
+		}
+		res.System, res.Config = system, config
+		slog.Info("run finished", "system", system, "workload", w.Name,
+			"adds_per_second", int(res.Rate(loadgen.OpAdd)), "gets_per_second", int(res.Rate(loadgen.OpGet)),
+			"errors", res.Errors(), "checked", res.Checked, "mismatches", res.Mismatches, "excess", res.Excess,
+			"acked_duplicates", res.AckedDuplicates)
+		if !t.Idempotent() {
+			res.NotIdempotent = true
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	return nil
+}
+
+// repoRoot returns the top directory of the git work tree that contains the current directory.
+func repoRoot() (string, error) {
+	out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return "", fmt.Errorf("find the repository root with git rev-parse: %w; run from inside the counterd repository", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// counterdCommit returns the commit of the work tree, marked when it has uncommitted changes.
+func counterdCommit(root string) string {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown commit: " + err.Error()
+	}
+	commit := strings.TrimSpace(string(out))
+	status, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output()
+	if err == nil && len(strings.TrimSpace(string(status))) > 0 {
+		commit += " with uncommitted changes"
+	}
+	return commit
+}
