@@ -120,12 +120,12 @@ func (r *runner) load(ctx context.Context) *Report {
 
 func (r *runner) work(ctx, loadCtx context.Context, id uint64, stats *workerStats) {
 	rng := rand.New(rand.NewPCG(r.cfg.Seed, id))
-	counters := newSampler(rng, r.cfg.Counters, r.cfg.Zipf)
+	counters := NewSampler(rng, r.cfg.Counters, r.cfg.Zipf)
 	for loadCtx.Err() == nil {
 		if r.cfg.Count > 0 && r.issued.Add(1) > r.cfg.Count {
 			return
 		}
-		index := counters.next()
+		index := counters.Next()
 		if rng.Float64() < r.cfg.GetRatio {
 			r.get(ctx, index, stats)
 			continue

@@ -8,9 +8,9 @@ import (
 
 func TestSamplerStaysInRange(t *testing.T) {
 	for _, s := range []float64{0, 1, 1.1, 2} {
-		smp := newSampler(rand.New(rand.NewPCG(3, 4)), 10, s)
+		smp := NewSampler(rand.New(rand.NewPCG(3, 4)), 10, s)
 		for range 10000 {
-			if i := smp.next(); i < 0 || i >= 10 {
+			if i := smp.Next(); i < 0 || i >= 10 {
 				t.Fatalf("s=%v: next() = %d, outside [0, 10)", s, i)
 			}
 		}
@@ -19,10 +19,10 @@ func TestSamplerStaysInRange(t *testing.T) {
 
 func TestSamplerZipfFrequencies(t *testing.T) {
 	const n, draws, s = 100, 200000, 1.5
-	smp := newSampler(rand.New(rand.NewPCG(5, 6)), n, s)
+	smp := NewSampler(rand.New(rand.NewPCG(5, 6)), n, s)
 	counts := make([]int, n)
 	for range draws {
-		counts[smp.next()]++
+		counts[smp.Next()]++
 	}
 
 	// With v = 1, P(k) is proportional to (1 + k)^-s.
@@ -46,10 +46,10 @@ func TestSamplerZipfFrequencies(t *testing.T) {
 func TestSamplerUniformAtOrBelowOne(t *testing.T) {
 	const n, draws = 10, 100000
 	for _, s := range []float64{0, 1} {
-		smp := newSampler(rand.New(rand.NewPCG(7, 8)), n, s)
+		smp := NewSampler(rand.New(rand.NewPCG(7, 8)), n, s)
 		counts := make([]int, n)
 		for range draws {
-			counts[smp.next()]++
+			counts[smp.Next()]++
 		}
 
 		want := float64(draws) / n
@@ -63,9 +63,9 @@ func TestSamplerUniformAtOrBelowOne(t *testing.T) {
 }
 
 func TestSamplerSingleCounter(t *testing.T) {
-	smp := newSampler(rand.New(rand.NewPCG(9, 10)), 1, 1.1)
+	smp := NewSampler(rand.New(rand.NewPCG(9, 10)), 1, 1.1)
 	for range 100 {
-		if i := smp.next(); i != 0 {
+		if i := smp.Next(); i != 0 {
 			t.Fatalf("next() = %d with one counter, want 0", i)
 		}
 	}

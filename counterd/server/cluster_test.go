@@ -177,7 +177,7 @@ func (h *harness) stopWorker(addr string, kill bool) {
 	h.publish()
 }
 
-// publish tells every member about the current workers.
+// publish gives every member the current list of workers.
 func (h *harness) publish() {
 	var list []string
 	for addr := range h.workers {

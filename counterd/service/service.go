@@ -43,7 +43,7 @@ type Options struct {
 	RunRollups bool
 }
 
-// Hinter asks for a rollup of a counter at time due (Unix nanoseconds) or earlier.
+// Hinter requests a rollup of a counter at time due (Unix nanoseconds) or earlier.
 type Hinter interface {
 	Hint(namespace, counter string, due int64)
 }
@@ -192,7 +192,7 @@ func (s *Service) HintLocal(namespace, counter string, due int64) (bool, error) 
 	return ns.pipeline.Hint(counter, due), nil
 }
 
-// hint asks for a rollup of key, through the Hinter or this process's queue.
+// hint requests a rollup of key, through the Hinter or this process's queue.
 func (s *Service) hint(ns *namespace, key store.Key, due int64) {
 	if s.hinter != nil {
 		s.hinter.Hint(key.Namespace, key.Counter, due)

@@ -84,29 +84,6 @@ func (r *result) Errors() int64 {
 	return n
 }
 
-// sampler draws counter indexes in [0, n) as loadgen does: Zipf with exponent s and v = 1
-// (math/rand/v2) for s > 1, so index 0 is the most frequent, and uniform otherwise.
-type sampler struct {
-	zipf *mrand.Zipf
-	rng  *mrand.Rand
-	n    int
-}
-
-func newSampler(rng *mrand.Rand, n int, s float64) *sampler {
-	smp := &sampler{rng: rng, n: n}
-	if s > 1 {
-		smp.zipf = mrand.NewZipf(rng, s, 1, uint64(n-1))
-	}
-	return smp
-}
-
-func (s *sampler) next() int {
-	if s.zipf != nil {
-		return int(s.zipf.Uint64())
-	}
-	return s.rng.IntN(s.n)
-}
-
 // driver runs one workload against one target and keeps the ledger of acknowledged adds.
 type driver struct {
 	w      workload
@@ -185,9 +162,9 @@ func runTarget(ctx context.Context, t target, w workload) (*result, error) {
 // half of the time concurrently and half right after the first copy.
 func (d *driver) work(ctx, loadCtx context.Context, id uint64, stats *workerStats) {
 	rng := mrand.New(mrand.NewPCG(0, id))
-	counters := newSampler(rng, d.w.Counters, d.w.Zipf)
+	counters := loadgen.NewSampler(rng, d.w.Counters, d.w.Zipf)
 	for loadCtx.Err() == nil {
-		index := counters.next()
+		index := counters.Next()
 		if rng.Float64() < d.w.GetRatio {
 			reqCtx, cancel := context.WithTimeout(ctx, d.w.RequestTimeout)
 			start := time.Now()
