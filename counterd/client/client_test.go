@@ -331,11 +331,12 @@ func TestRetriesStopAtCallerDeadline(t *testing.T) {
 	if returnedAt < 2 {
 		t.Errorf("server saw %d attempts, want retries until the deadline", returnedAt)
 	}
-	// A retry loop that outlives the call would keep reaching the server.
+	// A retry loop that outlives the call would keep reaching the server. The attempt in
+	// flight when the deadline ended may still arrive after Add returned, but no later one.
 	<-ctx.Done()
-	time.Sleep(20 * time.Millisecond)
-	if n := svc.callCount(); n != returnedAt {
-		t.Errorf("server saw %d attempts after Add returned, want none", n-returnedAt)
+	time.Sleep(100 * time.Millisecond)
+	if n := svc.callCount(); n > returnedAt+1 {
+		t.Errorf("server saw %d attempts after Add returned, want at most the one in flight", n-returnedAt)
 	}
 }
 
