@@ -163,17 +163,9 @@ func (r *runner) add(ctx context.Context, index int, duplicate, concurrent bool,
 		return time.Since(start), err
 	}
 
-	var duplicateLatency time.Duration
-	var duplicateErr error
-	var wg sync.WaitGroup
-	if concurrent {
-		wg.Go(func() { duplicateLatency, duplicateErr = send() })
-	}
-	latency, err := send()
-	wg.Wait()
-	if duplicate && !concurrent {
-		duplicateLatency, duplicateErr = send()
-	}
+	first, second := SendTwice(send, duplicate, concurrent)
+	latency, err := first.Latency, first.Err
+	duplicateLatency, duplicateErr := second.Latency, second.Err
 
 	stats.record(OpAdd, latency, err)
 	if duplicate {
@@ -186,4 +178,27 @@ func (r *runner) add(ctx context.Context, index int, duplicate, concurrent bool,
 	case client.MaybeApplied(err) || (duplicate && client.MaybeApplied(duplicateErr)):
 		r.ledger.ambiguous[index].Add(1)
 	}
+}
+
+// Attempt is the outcome of one send of an add.
+type Attempt struct {
+	Latency time.Duration
+	Err     error
+}
+
+// SendTwice sends an add once, or, with duplicate, a second time under the same token: at the
+// same moment when concurrent, as a hedged request would, and otherwise right after the first,
+// as a retry would. The second result is zero without duplicate. The benchmark harness sends
+// duplicates through it too, so every system sees the same pattern.
+func SendTwice(send func() (time.Duration, error), duplicate, concurrent bool) (first, second Attempt) {
+	var wg sync.WaitGroup
+	if duplicate && concurrent {
+		wg.Go(func() { second.Latency, second.Err = send() })
+	}
+	first.Latency, first.Err = send()
+	wg.Wait()
+	if duplicate && !concurrent {
+		second.Latency, second.Err = send()
+	}
+	return first, second
 }

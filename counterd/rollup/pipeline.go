@@ -62,8 +62,8 @@ func (p *Pipeline) Roller() *Roller { return p.roller }
 // Len returns the number of counters waiting.
 func (p *Pipeline) Len() int { return int(p.queued.Load()) }
 
-// Hint queues a rollup of counter at time due (Unix nanoseconds) or earlier. It never blocks;
-// it returns false when the counter was not queued because the queues are full.
+// Hint queues a rollup of counter at time due (Unix nanoseconds) or earlier. It never waits for
+// a rollup or for queue space, so it returns false when the queues are full.
 func (p *Pipeline) Hint(counter string, due int64) bool {
 	q := p.queues[xxh3.HashString(counter)%uint64(len(p.queues))]
 	q.mu.Lock()

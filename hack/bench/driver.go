@@ -194,17 +194,9 @@ func (d *driver) add(ctx context.Context, index int, duplicate, concurrent bool,
 		return time.Since(start), err
 	}
 
-	var duplicateLatency time.Duration
-	var duplicateErr error
-	var wg sync.WaitGroup
-	if concurrent {
-		wg.Go(func() { duplicateLatency, duplicateErr = send() })
-	}
-	latency, err := send()
-	wg.Wait()
-	if duplicate && !concurrent {
-		duplicateLatency, duplicateErr = send()
-	}
+	first, second := loadgen.SendTwice(send, duplicate, concurrent)
+	latency, err := first.Latency, first.Err
+	duplicateLatency, duplicateErr := second.Latency, second.Err
 
 	stats.record(loadgen.OpAdd, latency, err)
 	if duplicate {
