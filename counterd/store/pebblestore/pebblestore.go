@@ -1,9 +1,12 @@
 // Package pebblestore is the embedded store: the event log, the rollup store and the written
 // counter index in one Pebble database. It serves a single counterd process.
 //
-// Appends go through a group commit: one goroutine gathers the events of every Append waiting
-// at that moment into one Pebble batch, checks their idempotency tokens, and syncs the batch
-// once, so concurrent writers share each fsync.
+// Appends go through a group commit. Events are split over a few committer goroutines by the
+// hash of their idempotency token, so every copy of a token reaches the same committer. Each
+// committer gathers the events waiting for it into one Pebble batch, checks their tokens, and
+// applies the batch with a sync. Pebble merges the syncs of batches applied at the same time,
+// so while one committer waits for the disk, the others check tokens and build their batches,
+// and concurrent writers share each fsync.
 package pebblestore
 
 import (
@@ -19,9 +22,14 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/zeebo/xxh3"
 
 	"github.com/counterd/counterd/counterd/store"
 )
+
+// committers is the number of committer goroutines. Two keep the disk busy while the other
+// builds its batch; more add little on the two to four cores counterd usually gets.
+const committers = 4
 
 // maxGroupEvents bounds the events of one group commit, which bounds the batch's memory and the
 // latency that the first writer of a group waits for the others.
@@ -55,7 +63,7 @@ type Store struct {
 	logger  *slog.Logger
 	buckets map[string]time.Duration // namespace -> time bucket width
 
-	appends   chan *appendRequest
+	appends   [committers]chan *appendRequest
 	closing   chan struct{}
 	committer sync.WaitGroup
 	closed    atomic.Bool
@@ -65,12 +73,13 @@ type Store struct {
 	// writing, and SetSweepMark.
 	checkpointMu sync.Mutex
 
-	// written is touched only by the committer goroutine.
-	written writtenMemo
+	// memo has one writtenMemo per committer; each is touched only by its committer.
+	memo [committers]writtenMemo
 
 	stats Stats
 }
 
+// appendRequest is the part of one Append that goes to one committer.
 type appendRequest struct {
 	events  []store.Event
 	results []store.AppendResult
@@ -114,11 +123,13 @@ func Open(dir string, opts store.Options, logger *slog.Logger) (*Store, error) {
 		db:      db,
 		logger:  logger,
 		buckets: buckets,
-		appends: make(chan *appendRequest, 1024),
 		closing: make(chan struct{}),
 	}
-	s.committer.Add(1)
-	go s.commitLoop()
+	for i := range s.appends {
+		s.appends[i] = make(chan *appendRequest, 1024)
+		s.committer.Add(1)
+		go s.commitLoop(i)
+	}
 	return s, nil
 }
 
@@ -138,23 +149,89 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 			return nil, err
 		}
 	}
-	req := &appendRequest{events: events, results: make([]store.AppendResult, len(events)), done: make(chan error, 1)}
 	if s.closed.Load() {
 		return nil, store.ErrClosed
 	}
+
+	// Most calls carry one event, or events of one committer: they need no split.
+	shard := committerOf(&events[0])
+	single := true
+	for i := 1; i < len(events) && single; i++ {
+		single = committerOf(&events[i]) == shard
+	}
+	if single {
+		req := &appendRequest{events: events, results: make([]store.AppendResult, len(events)), done: make(chan error, 1)}
+		if err := s.enqueue(ctx, shard, req); err != nil {
+			return nil, err
+		}
+		// Once queued, the request is committed or failed by the committer even if ctx ends,
+		// so wait for the outcome: returning early would report a failure for a write that
+		// lands.
+		if err := <-req.done; err != nil {
+			return nil, err
+		}
+		return req.results, nil
+	}
+
+	var parts [committers]*appendRequest
+	var indexes [committers][]int
+	done := make(chan error, committers)
+	for i := range events {
+		c := committerOf(&events[i])
+		if parts[c] == nil {
+			parts[c] = &appendRequest{done: done}
+		}
+		parts[c].events = append(parts[c].events, events[i])
+		indexes[c] = append(indexes[c], i)
+	}
+	queued := 0
+	var firstErr error
+	for c, part := range parts {
+		if part == nil {
+			continue
+		}
+		part.results = make([]store.AppendResult, len(part.events))
+		if err := s.enqueue(ctx, c, part); err != nil {
+			firstErr = err
+			break
+		}
+		queued++
+	}
+	// Wait for every queued part even after a failure, for the same reason as above.
+	for range queued {
+		if err := <-done; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	results := make([]store.AppendResult, len(events))
+	for c, part := range parts {
+		for j, i := range indexes[c] {
+			if part != nil {
+				results[i] = part.results[j]
+			}
+		}
+	}
+	return results, nil
+}
+
+// committerOf returns the committer of an event: every copy of a token goes to the same one,
+// which finds the duplicates.
+func committerOf(e *store.Event) int {
+	return int(xxh3.HashString(e.Token) % committers)
+}
+
+func (s *Store) enqueue(ctx context.Context, committer int, req *appendRequest) error {
 	select {
-	case s.appends <- req:
+	case s.appends[committer] <- req:
+		return nil
 	case <-s.closing:
-		return nil, store.ErrClosed
+		return store.ErrClosed
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	// Once queued, the request is committed or failed by the committer even if ctx ends, so
-	// wait for the outcome: returning early would report a failure for a write that lands.
-	if err := <-req.done; err != nil {
-		return nil, err
-	}
-	return req.results, nil
 }
 
 func (s *Store) checkEvent(e *store.Event) error {
@@ -170,15 +247,15 @@ func (s *Store) checkEvent(e *store.Event) error {
 	return nil
 }
 
-// commitLoop is the only writer of events. It drains every request waiting, builds one batch,
-// syncs it, and completes each request.
-func (s *Store) commitLoop() {
+// commitLoop is the only writer of the events of one committer. It drains every request
+// waiting, builds one batch, syncs it, and completes each request.
+func (s *Store) commitLoop(committer int) {
 	defer s.committer.Done()
 	var group []*appendRequest
 	for {
 		group = group[:0]
 		select {
-		case req := <-s.appends:
+		case req := <-s.appends[committer]:
 			group = append(group, req)
 		case <-s.closing:
 			s.failPending(store.ErrClosed)
@@ -188,14 +265,14 @@ func (s *Store) commitLoop() {
 	drain:
 		for n < maxGroupEvents {
 			select {
-			case req := <-s.appends:
+			case req := <-s.appends[committer]:
 				group = append(group, req)
 				n += len(req.events)
 			default:
 				break drain
 			}
 		}
-		err := s.commitGroup(group)
+		err := s.commitGroup(&s.memo[committer], group)
 		for _, req := range group {
 			req.done <- err
 		}
@@ -203,38 +280,44 @@ func (s *Store) commitLoop() {
 }
 
 func (s *Store) failPending(err error) {
-	for {
-		select {
-		case req := <-s.appends:
-			req.done <- err
-		default:
-			return
+	for _, appends := range s.appends {
+	drain:
+		for {
+			select {
+			case req := <-appends:
+				req.done <- err
+			default:
+				break drain
+			}
 		}
 	}
 }
 
 // commitGroup writes the group's new events in one synced batch and fills in the results.
-func (s *Store) commitGroup(group []*appendRequest) error {
+func (s *Store) commitGroup(memo *writtenMemo, group []*appendRequest) error {
 	batch := s.db.NewBatch()
 	defer batch.Close()
 
-	// pending maps the token keys added to this batch to their events, so duplicates inside
-	// one group are found too.
-	pending := make(map[string]store.Event)
-	var buf []byte
+	// pending maps the tokens added to this batch to their events, so duplicates inside one
+	// group are found too. Batch.Set copies keys and values, so the buffers are reused.
+	type tokenOf struct {
+		key  store.Key
+		hash [tokenHashLen]byte
+	}
+	pending := make(map[tokenOf]store.Event)
+	var keyBuf, tokenBuf, valueBuf []byte
 	written, dups := 0, 0
 	for _, req := range group {
 		for i := range req.events {
 			e := &req.events[i]
 			hash := tokenHash(e.Token)
-			tk := tokenKey(nil, e.Key, hash)
-
-			if prev, ok := pending[string(tk)]; ok {
+			if prev, ok := pending[tokenOf{e.Key, hash}]; ok {
 				req.results[i] = store.AppendResult{Duplicate: true, Existing: prev}
 				dups++
 				continue
 			}
-			prev, found, err := s.readToken(tk, e)
+			tokenBuf = tokenKey(tokenBuf[:0], e.Key, hash)
+			prev, found, err := s.readToken(tokenBuf, e)
 			if err != nil {
 				return err
 			}
@@ -244,28 +327,30 @@ func (s *Store) commitGroup(group []*appendRequest) error {
 				continue
 			}
 
-			buf = eventKey(buf[:0], e.Key, e.Time, hash)
-			if err := batch.Set(buf, encodeEventValue(nil, e), nil); err != nil {
+			keyBuf = eventKey(keyBuf[:0], e.Key, e.Time, hash)
+			valueBuf = encodeEventValue(valueBuf[:0], e)
+			if err := batch.Set(keyBuf, valueBuf, nil); err != nil {
 				return err
 			}
-			if err := batch.Set(tk, encodeTokenValue(nil, e), nil); err != nil {
+			valueBuf = encodeTokenValue(valueBuf[:0], e)
+			if err := batch.Set(tokenBuf, valueBuf, nil); err != nil {
 				return err
 			}
 			bucket := store.BucketStart(e.Time, s.buckets[e.Key.Namespace])
-			if s.written.add(tagWritten, e.Key, bucket) {
-				buf = writtenKey(buf[:0], e.Key, bucket)
-				if err := batch.Set(buf, nil, nil); err != nil {
+			if memo.add(tagWritten, e.Key, bucket) {
+				keyBuf = writtenKey(keyBuf[:0], e.Key, bucket)
+				if err := batch.Set(keyBuf, nil, nil); err != nil {
 					return err
 				}
 			}
 			slice := store.BucketStart(e.Time, store.SweepSlice)
-			if s.written.add(tagSweep, e.Key, slice) {
-				buf = sweepKey(buf[:0], e.Key, slice)
-				if err := batch.Set(buf, nil, nil); err != nil {
+			if memo.add(tagSweep, e.Key, slice) {
+				keyBuf = sweepKey(keyBuf[:0], e.Key, slice)
+				if err := batch.Set(keyBuf, nil, nil); err != nil {
 					return err
 				}
 			}
-			pending[string(tk)] = *e
+			pending[tokenOf{e.Key, hash}] = *e
 			req.results[i] = store.AppendResult{}
 			written++
 		}
@@ -277,7 +362,7 @@ func (s *Store) commitGroup(group []*appendRequest) error {
 	if err := s.db.Apply(batch, pebble.Sync); err != nil {
 		// The memo may now name index entries that were not written; forget it so later
 		// writes rewrite them.
-		s.written.reset()
+		memo.reset()
 		return fmt.Errorf("failed to commit %d events: %w", written, err)
 	}
 	s.stats.Syncs.Add(1)
@@ -387,6 +472,15 @@ func (s *Store) ReadCheckpoint(ctx context.Context, key store.Key) (store.Checkp
 		cp.LastWriteTime = timeFromInverted(binary.BigEndian.Uint64(it.Key()[len(prefix):]))
 	}
 	return cp, it.Error()
+}
+
+// ReadCheckpointOnly returns the checkpoint of key without its LastWriteTime, which saves the
+// seek in the event log that ReadCheckpoint makes. Rollups need no LastWriteTime.
+func (s *Store) ReadCheckpointOnly(_ context.Context, key store.Key) (store.Checkpoint, error) {
+	if s.closed.Load() {
+		return store.Checkpoint{}, store.ErrClosed
+	}
+	return s.readCheckpoint(checkpointKey(nil, key))
 }
 
 func (s *Store) readCheckpoint(k []byte) (store.Checkpoint, error) {

@@ -43,6 +43,7 @@ func Run(t *testing.T, open Opener) {
 		{"DuplicateToken", testDuplicateToken},
 		{"DuplicateInOneCall", testDuplicateInOneCall},
 		{"ConcurrentDuplicates", testConcurrentDuplicates},
+		{"LargeAppendKeepsOrder", testLargeAppendKeepsOrder},
 		{"TokensPerCounter", testTokensPerCounter},
 		{"CounterNamesArePrefixFree", testPrefixFreeNames},
 		{"OldestEventAfter", testOldestEventAfter},
@@ -174,6 +175,49 @@ func testDuplicateInOneCall(t *testing.T, s store.Store) {
 	}
 	if got := scan(t, s, "c", math.MinInt64, math.MaxInt64); len(got) != 2 {
 		t.Fatalf("log holds %d events, want 2", len(got))
+	}
+}
+
+// testLargeAppendKeepsOrder appends many events in one call, some repeating a token already
+// in the log and some repeating a token of the same call, and checks that each result belongs
+// to its event.
+func testLargeAppendKeepsOrder(t *testing.T, s store.Store) {
+	mustAppend(t, s, add("big", base, "old-0", 1000), add("big", base, "old-1", 1001))
+	var events []store.Event
+	want := make([]int64, 0) // Existing.Delta of each duplicate, 0 for a written event
+	for i := range 200 {
+		switch {
+		case i%50 == 7:
+			events = append(events, add("big", base+int64(i), fmt.Sprintf("old-%d", i%2), 5))
+			want = append(want, int64(1000+i%2))
+		case i%40 == 9:
+			events = append(events, add("big", base+int64(i), fmt.Sprintf("new-%d", i-9), 5))
+			want = append(want, int64(i-9+1))
+		default:
+			events = append(events, add("big", base+int64(i), fmt.Sprintf("new-%d", i), int64(i+1)))
+			want = append(want, 0)
+		}
+	}
+	res := mustAppend(t, s, events...)
+	var sum int64
+	for i, r := range res {
+		if want[i] == 0 {
+			if r.Duplicate {
+				t.Errorf("event %d (token %s) reported as a duplicate", i, events[i].Token)
+			}
+			sum += events[i].Delta
+			continue
+		}
+		if !r.Duplicate || r.Existing.Delta != want[i] {
+			t.Errorf("event %d (token %s) = %+v, want a duplicate of the event with delta %d", i, events[i].Token, r, want[i])
+		}
+	}
+	var logged int64
+	for _, e := range scan(t, s, "big", math.MinInt64, math.MaxInt64) {
+		logged += e.Delta
+	}
+	if logged != sum+2001 {
+		t.Fatalf("log sums to %d, want %d", logged, sum+2001)
 	}
 }
 
