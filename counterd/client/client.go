@@ -19,6 +19,8 @@ import (
 // Client calls a counterd server. It is safe for concurrent use.
 type Client struct {
 	rpc            counterv1connect.CounterServiceClient
+	adds           *batcher[*counterv1.AddCountRequest, struct{}] // nil without WithBatching
+	gets           *batcher[*counterv1.GetCountRequest, int64]
 	maxAttempts    int
 	attemptTimeout time.Duration
 	backoff        backoff
@@ -34,6 +36,9 @@ type settings struct {
 	attemptTimeout time.Duration
 	baseBackoff    time.Duration
 	maxBackoff     time.Duration
+	batching       bool
+	batchItems     int
+	batchRequests  int
 }
 
 // WithConnectJSON makes the client speak the Connect protocol with JSON bodies instead of
@@ -89,6 +94,9 @@ func New(addr string, opts ...Option) (*Client, error) {
 	if s.baseBackoff <= 0 || s.maxBackoff < s.baseBackoff {
 		return nil, fmt.Errorf("invalid backoff base %v and maximum %v: the base must be positive and at most the maximum", s.baseBackoff, s.maxBackoff)
 	}
+	if err := s.checkBatching(); err != nil {
+		return nil, err
+	}
 	if s.httpClient == nil {
 		s.httpClient = newHTTPClient(baseURL)
 	}
@@ -99,12 +107,17 @@ func New(addr string, opts ...Option) (*Client, error) {
 	} else {
 		protocol = append(protocol, connect.WithGRPC())
 	}
-	return &Client{
+	c := &Client{
 		rpc:            counterv1connect.NewCounterServiceClient(s.httpClient, baseURL.String(), protocol...),
 		maxAttempts:    s.maxAttempts,
 		attemptTimeout: s.attemptTimeout,
 		backoff:        backoff{base: s.baseBackoff, max: s.maxBackoff, random: defaultRandom},
-	}, nil
+	}
+	if s.batching {
+		c.adds = &batcher[*counterv1.AddCountRequest, struct{}]{send: c.sendAdds, maxItems: s.batchItems, maxRequests: s.batchRequests}
+		c.gets = &batcher[*counterv1.GetCountRequest, int64]{send: c.sendGets, maxItems: s.batchItems, maxRequests: s.batchRequests}
+	}
+	return c, nil
 }
 
 // parseAddress turns "host:port" or an http(s) URL into the base URL of the service.
@@ -194,6 +207,10 @@ func (c *Client) Add(ctx context.Context, namespace, counter string, delta int64
 		IdempotencyToken: newToken(opts),
 	}
 	return c.call(ctx, "AddCount", true, func(ctx context.Context) error {
+		if c.adds != nil {
+			_, err := c.adds.do(ctx, req)
+			return err
+		}
 		_, err := c.rpc.AddCount(ctx, connect.NewRequest(req))
 		return err
 	})
@@ -224,6 +241,11 @@ func (c *Client) Get(ctx context.Context, namespace, counter string) (int64, err
 	req := &counterv1.GetCountRequest{Namespace: namespace, CounterName: counter}
 	var count int64
 	err := c.call(ctx, "GetCount", false, func(ctx context.Context) error {
+		if c.gets != nil {
+			var err error
+			count, err = c.gets.do(ctx, req)
+			return err
+		}
 		resp, err := c.rpc.GetCount(ctx, connect.NewRequest(req))
 		if err != nil {
 			return err

@@ -85,10 +85,15 @@ func (s *flakyService) callCount() int {
 }
 
 // startService serves svc over h2c on a loopback port and returns its host:port.
-func startService(t *testing.T, svc *flakyService) string {
+// A handler given in handler replaces svc as the service's handler.
+func startService(t *testing.T, svc *flakyService, handler ...counterv1connect.CounterServiceHandler) string {
 	t.Helper()
+	var h counterv1connect.CounterServiceHandler = svc
+	if len(handler) > 0 {
+		h = handler[0]
+	}
 	mux := http.NewServeMux()
-	mux.Handle(counterv1connect.NewCounterServiceHandler(svc))
+	mux.Handle(counterv1connect.NewCounterServiceHandler(h))
 	srv := httptest.NewUnstartedServer(mux)
 	srv.Config.Protocols = new(http.Protocols)
 	srv.Config.Protocols.SetHTTP1(true)

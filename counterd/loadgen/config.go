@@ -17,6 +17,9 @@ type Config struct {
 	Server string
 	// Client, when set, is used instead of a new client for Server.
 	Client *client.Client
+	// Batching makes the new client for Server gather the concurrent adds and gets of the
+	// workers into batch requests (client.WithBatching with its default limits).
+	Batching bool
 	// Namespace receives all requests. Default "default".
 	Namespace string
 	// CounterPrefix starts every counter name. Default "bench-" plus a random run id, so that

@@ -83,7 +83,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	c := cfg.Client
 	if c == nil {
-		c, err = client.New(cfg.Server)
+		var opts []client.Option
+		if cfg.Batching {
+			opts = append(opts, client.WithBatching(0, 0))
+		}
+		c, err = client.New(cfg.Server, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("loadgen: %w", err)
 		}

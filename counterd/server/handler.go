@@ -66,6 +66,65 @@ func (h *handler) ClearCount(ctx context.Context, req *connect.Request[counterv1
 	return connect.NewResponse(&counterv1.ClearCountResponse{}), nil
 }
 
+// MaxBatchItems is the most items an AddCounts or GetCounts request may carry.
+const MaxBatchItems = 1000
+
+func (h *handler) AddCounts(ctx context.Context, req *connect.Request[counterv1.AddCountsRequest]) (*connect.Response[counterv1.AddCountsResponse], error) {
+	adds := req.Msg.GetAdds()
+	if err := checkBatchSize("adds", len(adds)); err != nil {
+		return nil, err
+	}
+	results := make([]*counterv1.AddCountResult, len(adds))
+	mutations := make([]service.Mutation, 0, len(adds))
+	indexes := make([]int, 0, len(adds))
+	for i, add := range adds {
+		m, err := addMutation(add)
+		if err != nil {
+			results[i] = &counterv1.AddCountResult{Error: h.itemError(err)}
+			continue
+		}
+		mutations = append(mutations, m)
+		indexes = append(indexes, i)
+	}
+	for j, r := range h.svc.MutateBatch(ctx, mutations) {
+		results[indexes[j]] = &counterv1.AddCountResult{Error: h.itemError(r.Err)}
+	}
+	return connect.NewResponse(&counterv1.AddCountsResponse{Results: results}), nil
+}
+
+func (h *handler) GetCounts(ctx context.Context, req *connect.Request[counterv1.GetCountsRequest]) (*connect.Response[counterv1.GetCountsResponse], error) {
+	gets := req.Msg.GetGets()
+	if err := checkBatchSize("gets", len(gets)); err != nil {
+		return nil, err
+	}
+	results := make([]*counterv1.GetCountResult, len(gets))
+	for i, get := range gets {
+		count, err := h.svc.Get(ctx, get.GetNamespace(), get.GetCounterName())
+		results[i] = &counterv1.GetCountResult{Count: count, Error: h.itemError(err)}
+	}
+	return connect.NewResponse(&counterv1.GetCountsResponse{Results: results}), nil
+}
+
+func checkBatchSize(field string, n int) error {
+	if n > MaxBatchItems {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: %d items, more than the maximum of %d per request; split them over several requests", field, n, MaxBatchItems))
+	}
+	return nil
+}
+
+// itemError returns the status of one item of a batch: the status the single-item request
+// would have returned, or nil.
+func (h *handler) itemError(err error) *counterv1.ItemError {
+	if err == nil {
+		return nil
+	}
+	var cerr *connect.Error
+	if !errors.As(h.toConnect(err), &cerr) {
+		return &counterv1.ItemError{Code: int32(connect.CodeInternal), Message: err.Error()}
+	}
+	return &counterv1.ItemError{Code: int32(cerr.Code()), Message: cerr.Message()}
+}
+
 func addMutation(msg *counterv1.AddCountRequest) (service.Mutation, error) {
 	m := service.Mutation{Namespace: msg.GetNamespace(), Counter: msg.GetCounterName(), Delta: msg.GetDelta()}
 	return m, setToken(&m, msg.GetIdempotencyToken())

@@ -277,55 +277,123 @@ func (s *Service) lookup(nsName, counter string) (*namespace, store.Key, error) 
 // Mutate applies an add or a clear. With wantCount it also returns the counter's exact value
 // after the mutation, whatever the namespace's counter type.
 func (s *Service) Mutate(ctx context.Context, m Mutation, wantCount bool) (MutationResult, error) {
-	ns, key, err := s.lookup(m.Namespace, m.Counter)
+	p, res, done, err := s.prepare(ctx, m, wantCount)
+	if done || err != nil {
+		return res, err
+	}
+	results, err := s.store.Append(ctx, []store.Event{p.event})
+	s.holds.End(p.hold)
 	if err != nil {
 		return MutationResult{}, err
 	}
+	return s.finish(ctx, p, results[0], wantCount)
+}
+
+// BatchResult is the outcome of one mutation of MutateBatch.
+type BatchResult struct {
+	MutationResult
+	Err error
+}
+
+// MutateBatch applies mutations independently, as separate calls of Mutate would, but appends
+// the events of all of them in one store call, so they share one sync. Results are in the order
+// of ms. Mutations of the same counter and token in one batch apply once, the later ones as
+// duplicates of the first.
+func (s *Service) MutateBatch(ctx context.Context, ms []Mutation) []BatchResult {
+	results := make([]BatchResult, len(ms))
+	pending := make([]prepared, 0, len(ms))
+	indexes := make([]int, 0, len(ms))
+	events := make([]store.Event, 0, len(ms))
+	for i, m := range ms {
+		p, res, done, err := s.prepare(ctx, m, false)
+		if done || err != nil {
+			results[i] = BatchResult{MutationResult: res, Err: err}
+			continue
+		}
+		pending = append(pending, p)
+		indexes = append(indexes, i)
+		events = append(events, p.event)
+	}
+	if len(events) == 0 {
+		return results
+	}
+	appended, err := s.store.Append(ctx, events)
+	for _, p := range pending {
+		s.holds.End(p.hold)
+	}
+	for j, i := range indexes {
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		results[i].MutationResult, results[i].Err = s.finish(ctx, pending[j], appended[j], false)
+	}
+	return results
+}
+
+// prepared is a mutation that passed its checks, with a hold on its event time that the
+// caller ends after the append.
+type prepared struct {
+	ns    *namespace
+	event store.Event
+	hold  uint64
+}
+
+// prepare checks m and builds its event. When done is true, m needed no append (a BestEffort
+// counter, or a late retry of an applied mutation) and res and err are its outcome.
+func (s *Service) prepare(ctx context.Context, m Mutation, wantCount bool) (p prepared, res MutationResult, done bool, err error) {
+	ns, key, err := s.lookup(m.Namespace, m.Counter)
+	if err != nil {
+		return p, res, true, err
+	}
 	if m.Token != "" {
 		if err := ValidateToken("idempotency_token.token", m.Token); err != nil {
-			return MutationResult{}, err
+			return p, res, true, err
 		}
 	}
 	if ns.cfg.Type == config.BestEffort {
-		return s.mutateBestEffort(ctx, key, m, wantCount)
+		res, err = s.mutateBestEffort(ctx, key, m, wantCount)
+		return p, res, true, err
 	}
 	if m.Token == "" {
 		m.Token = newServerToken()
 	}
 
-	event := store.Event{Key: key, Token: m.Token, Kind: store.KindAdd, Delta: m.Delta}
+	p.ns = ns
+	p.event = store.Event{Key: key, Token: m.Token, Kind: store.KindAdd, Delta: m.Delta}
 	if m.Clear {
-		event.Kind, event.Delta = store.KindClear, 0
+		p.event.Kind, p.event.Delta = store.KindClear, 0
 	}
-
-	var hold uint64
 	if m.GenerationTime.IsZero() {
-		hold, event.Time = s.holds.BeginNow(s.clock)
-	} else {
-		if event.Time, hold, err = s.acceptEventTime(ns.cfg, m.GenerationTime); err != nil {
-			return s.lateRetry(ctx, key, event, err)
-		}
+		p.hold, p.event.Time = s.holds.BeginNow(s.clock)
+		return p, res, false, nil
 	}
-	results, err := s.store.Append(ctx, []store.Event{event})
-	s.holds.End(hold)
-	if err != nil {
-		return MutationResult{}, err
+	if p.event.Time, p.hold, err = s.acceptEventTime(ns.cfg, m.GenerationTime); err != nil {
+		res, err = s.lateRetry(ctx, key, p.event, err)
+		return p, res, true, err
 	}
+	return p, res, false, nil
+}
 
-	res := MutationResult{Duplicate: results[0].Duplicate}
+// finish reports the outcome of an appended mutation and requests its rollup.
+func (s *Service) finish(ctx context.Context, p prepared, appended store.AppendResult, wantCount bool) (MutationResult, error) {
+	key := p.event.Key
+	res := MutationResult{Duplicate: appended.Duplicate}
 	if res.Duplicate {
-		if err := sameMutation(results[0].Existing, event); err != nil {
+		if err := sameMutation(appended.Existing, p.event); err != nil {
 			return MutationResult{}, err
 		}
 		if s.metrics != nil {
 			s.metrics.DuplicateRequests.WithLabelValues(key.Namespace).Inc()
 		}
 	} else {
-		s.hint(ns, key, rollup.DueTime(ns.cfg, s.clock(), event.Time))
+		s.hint(p.ns, key, rollup.DueTime(p.ns.cfg, s.clock(), p.event.Time))
 	}
-	if wantCount {
-		res.Count, err = s.exactCount(ctx, key)
+	if !wantCount {
+		return res, nil
 	}
+	var err error
+	res.Count, err = s.exactCount(ctx, key)
 	return res, err
 }
 

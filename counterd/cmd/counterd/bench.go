@@ -29,6 +29,7 @@ func runBench(args []string) int {
 	requestTimeout := fs.Duration("request-timeout", loadgen.DefaultRequestTimeout, "time limit of each operation, retries included")
 	verify := fs.Bool("verify", true, "after the load, wait for convergence and compare every counter with its acknowledged adds")
 	verifyTimeout := fs.Duration("verify-timeout", loadgen.DefaultVerifyTimeout, "maximum wait for the counters to converge")
+	batch := fs.Bool("batch", false, "gather the concurrent adds and gets into AddCounts and GetCounts requests")
 	seed := fs.Uint64("seed", 1, "seed of the operation sequence; counter names and tokens stay random per run")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: counterd bench [flags]\n\nSend adds and gets to a running server, print throughput and latency, then verify the counters.\n\n")
@@ -68,6 +69,7 @@ func runBench(args []string) int {
 		Verify:         *verify,
 		VerifyTimeout:  *verifyTimeout,
 		Seed:           *seed,
+		Batching:       *batch,
 	}
 	if cfg.Concurrency <= 0 || cfg.Counters <= 0 {
 		fmt.Fprintln(os.Stderr, "counterd bench: --concurrency and --counters must be positive")

@@ -430,6 +430,344 @@ func (*ClearCountResponse) Descriptor() ([]byte, []int) {
 	return file_counter_v1_counter_proto_rawDescGZIP(), []int{7}
 }
 
+type AddCountsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// adds are applied independently, as separate AddCount requests would be. At most 1,000.
+	Adds          []*AddCountRequest `protobuf:"bytes,1,rep,name=adds,proto3" json:"adds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddCountsRequest) Reset() {
+	*x = AddCountsRequest{}
+	mi := &file_counter_v1_counter_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddCountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddCountsRequest) ProtoMessage() {}
+
+func (x *AddCountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_counter_v1_counter_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddCountsRequest.ProtoReflect.Descriptor instead.
+func (*AddCountsRequest) Descriptor() ([]byte, []int) {
+	return file_counter_v1_counter_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AddCountsRequest) GetAdds() []*AddCountRequest {
+	if x != nil {
+		return x.Adds
+	}
+	return nil
+}
+
+type AddCountsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results has one entry per add, in the order of the request.
+	Results       []*AddCountResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddCountsResponse) Reset() {
+	*x = AddCountsResponse{}
+	mi := &file_counter_v1_counter_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddCountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddCountsResponse) ProtoMessage() {}
+
+func (x *AddCountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_counter_v1_counter_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddCountsResponse.ProtoReflect.Descriptor instead.
+func (*AddCountsResponse) Descriptor() ([]byte, []int) {
+	return file_counter_v1_counter_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AddCountsResponse) GetResults() []*AddCountResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// AddCountResult is the outcome of one add of an AddCounts request.
+type AddCountResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// error is unset when the add is durable, as an AddCount that returned OK would be.
+	Error         *ItemError `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddCountResult) Reset() {
+	*x = AddCountResult{}
+	mi := &file_counter_v1_counter_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddCountResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddCountResult) ProtoMessage() {}
+
+func (x *AddCountResult) ProtoReflect() protoreflect.Message {
+	mi := &file_counter_v1_counter_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddCountResult.ProtoReflect.Descriptor instead.
+func (*AddCountResult) Descriptor() ([]byte, []int) {
+	return file_counter_v1_counter_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AddCountResult) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type GetCountsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// gets are read independently, as separate GetCount requests would be. At most 1,000.
+	Gets          []*GetCountRequest `protobuf:"bytes,1,rep,name=gets,proto3" json:"gets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCountsRequest) Reset() {
+	*x = GetCountsRequest{}
+	mi := &file_counter_v1_counter_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCountsRequest) ProtoMessage() {}
+
+func (x *GetCountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_counter_v1_counter_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCountsRequest.ProtoReflect.Descriptor instead.
+func (*GetCountsRequest) Descriptor() ([]byte, []int) {
+	return file_counter_v1_counter_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetCountsRequest) GetGets() []*GetCountRequest {
+	if x != nil {
+		return x.Gets
+	}
+	return nil
+}
+
+type GetCountsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// results has one entry per get, in the order of the request.
+	Results       []*GetCountResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCountsResponse) Reset() {
+	*x = GetCountsResponse{}
+	mi := &file_counter_v1_counter_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCountsResponse) ProtoMessage() {}
+
+func (x *GetCountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_counter_v1_counter_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCountsResponse.ProtoReflect.Descriptor instead.
+func (*GetCountsResponse) Descriptor() ([]byte, []int) {
+	return file_counter_v1_counter_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetCountsResponse) GetResults() []*GetCountResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// GetCountResult is the outcome of one get of a GetCounts request.
+type GetCountResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// count is the counter's value, clamped to the int64 range. It is zero when error is set.
+	Count int64 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// error is unset when the read succeeded.
+	Error         *ItemError `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCountResult) Reset() {
+	*x = GetCountResult{}
+	mi := &file_counter_v1_counter_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCountResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCountResult) ProtoMessage() {}
+
+func (x *GetCountResult) ProtoReflect() protoreflect.Message {
+	mi := &file_counter_v1_counter_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCountResult.ProtoReflect.Descriptor instead.
+func (*GetCountResult) Descriptor() ([]byte, []int) {
+	return file_counter_v1_counter_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetCountResult) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *GetCountResult) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// ItemError is the failure of one item of a batch request: the status that the single-item
+// request would have returned.
+type ItemError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// code is a gRPC status code number, as in google.rpc.Code: for example 3 for
+	// INVALID_ARGUMENT and 14 for UNAVAILABLE. Retry an item as the single-item request's status
+	// says.
+	Code          int32  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ItemError) Reset() {
+	*x = ItemError{}
+	mi := &file_counter_v1_counter_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ItemError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ItemError) ProtoMessage() {}
+
+func (x *ItemError) ProtoReflect() protoreflect.Message {
+	mi := &file_counter_v1_counter_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
+func (*ItemError) Descriptor() ([]byte, []int) {
+	return file_counter_v1_counter_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ItemError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ItemError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_counter_v1_counter_proto protoreflect.FileDescriptor
 
 const file_counter_v1_counter_proto_rawDesc = "" +
@@ -456,13 +794,31 @@ const file_counter_v1_counter_proto_rawDesc = "" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12!\n" +
 	"\fcounter_name\x18\x02 \x01(\tR\vcounterName\x12I\n" +
 	"\x11idempotency_token\x18\x03 \x01(\v2\x1c.counter.v1.IdempotencyTokenR\x10idempotencyToken\"\x14\n" +
-	"\x12ClearCountResponse2\xc3\x02\n" +
+	"\x12ClearCountResponse\"C\n" +
+	"\x10AddCountsRequest\x12/\n" +
+	"\x04adds\x18\x01 \x03(\v2\x1b.counter.v1.AddCountRequestR\x04adds\"I\n" +
+	"\x11AddCountsResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.counter.v1.AddCountResultR\aresults\"=\n" +
+	"\x0eAddCountResult\x12+\n" +
+	"\x05error\x18\x01 \x01(\v2\x15.counter.v1.ItemErrorR\x05error\"C\n" +
+	"\x10GetCountsRequest\x12/\n" +
+	"\x04gets\x18\x01 \x03(\v2\x1b.counter.v1.GetCountRequestR\x04gets\"I\n" +
+	"\x11GetCountsResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.counter.v1.GetCountResultR\aresults\"S\n" +
+	"\x0eGetCountResult\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x03R\x05count\x12+\n" +
+	"\x05error\x18\x02 \x01(\v2\x15.counter.v1.ItemErrorR\x05error\"9\n" +
+	"\tItemError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage2\xdc\x03\n" +
 	"\x0eCounterService\x12E\n" +
 	"\bAddCount\x12\x1b.counter.v1.AddCountRequest\x1a\x1c.counter.v1.AddCountResponse\x12Q\n" +
 	"\x0eAddAndGetCount\x12\x1b.counter.v1.AddCountRequest\x1a\".counter.v1.AddAndGetCountResponse\x12J\n" +
 	"\bGetCount\x12\x1b.counter.v1.GetCountRequest\x1a\x1c.counter.v1.GetCountResponse\"\x03\x90\x02\x01\x12K\n" +
 	"\n" +
-	"ClearCount\x12\x1d.counter.v1.ClearCountRequest\x1a\x1e.counter.v1.ClearCountResponseB@Z>github.com/counterd/counterd/counterd/gen/counter/v1;counterv1b\x06proto3"
+	"ClearCount\x12\x1d.counter.v1.ClearCountRequest\x1a\x1e.counter.v1.ClearCountResponse\x12H\n" +
+	"\tAddCounts\x12\x1c.counter.v1.AddCountsRequest\x1a\x1d.counter.v1.AddCountsResponse\x12M\n" +
+	"\tGetCounts\x12\x1c.counter.v1.GetCountsRequest\x1a\x1d.counter.v1.GetCountsResponse\"\x03\x90\x02\x01B@Z>github.com/counterd/counterd/counterd/gen/counter/v1;counterv1b\x06proto3"
 
 var (
 	file_counter_v1_counter_proto_rawDescOnce sync.Once
@@ -476,7 +832,7 @@ func file_counter_v1_counter_proto_rawDescGZIP() []byte {
 	return file_counter_v1_counter_proto_rawDescData
 }
 
-var file_counter_v1_counter_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_counter_v1_counter_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_counter_v1_counter_proto_goTypes = []any{
 	(*IdempotencyToken)(nil),       // 0: counter.v1.IdempotencyToken
 	(*AddCountRequest)(nil),        // 1: counter.v1.AddCountRequest
@@ -486,25 +842,42 @@ var file_counter_v1_counter_proto_goTypes = []any{
 	(*GetCountResponse)(nil),       // 5: counter.v1.GetCountResponse
 	(*ClearCountRequest)(nil),      // 6: counter.v1.ClearCountRequest
 	(*ClearCountResponse)(nil),     // 7: counter.v1.ClearCountResponse
-	(*timestamppb.Timestamp)(nil),  // 8: google.protobuf.Timestamp
+	(*AddCountsRequest)(nil),       // 8: counter.v1.AddCountsRequest
+	(*AddCountsResponse)(nil),      // 9: counter.v1.AddCountsResponse
+	(*AddCountResult)(nil),         // 10: counter.v1.AddCountResult
+	(*GetCountsRequest)(nil),       // 11: counter.v1.GetCountsRequest
+	(*GetCountsResponse)(nil),      // 12: counter.v1.GetCountsResponse
+	(*GetCountResult)(nil),         // 13: counter.v1.GetCountResult
+	(*ItemError)(nil),              // 14: counter.v1.ItemError
+	(*timestamppb.Timestamp)(nil),  // 15: google.protobuf.Timestamp
 }
 var file_counter_v1_counter_proto_depIdxs = []int32{
-	8, // 0: counter.v1.IdempotencyToken.generation_time:type_name -> google.protobuf.Timestamp
-	0, // 1: counter.v1.AddCountRequest.idempotency_token:type_name -> counter.v1.IdempotencyToken
-	0, // 2: counter.v1.ClearCountRequest.idempotency_token:type_name -> counter.v1.IdempotencyToken
-	1, // 3: counter.v1.CounterService.AddCount:input_type -> counter.v1.AddCountRequest
-	1, // 4: counter.v1.CounterService.AddAndGetCount:input_type -> counter.v1.AddCountRequest
-	4, // 5: counter.v1.CounterService.GetCount:input_type -> counter.v1.GetCountRequest
-	6, // 6: counter.v1.CounterService.ClearCount:input_type -> counter.v1.ClearCountRequest
-	2, // 7: counter.v1.CounterService.AddCount:output_type -> counter.v1.AddCountResponse
-	3, // 8: counter.v1.CounterService.AddAndGetCount:output_type -> counter.v1.AddAndGetCountResponse
-	5, // 9: counter.v1.CounterService.GetCount:output_type -> counter.v1.GetCountResponse
-	7, // 10: counter.v1.CounterService.ClearCount:output_type -> counter.v1.ClearCountResponse
-	7, // [7:11] is the sub-list for method output_type
-	3, // [3:7] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	15, // 0: counter.v1.IdempotencyToken.generation_time:type_name -> google.protobuf.Timestamp
+	0,  // 1: counter.v1.AddCountRequest.idempotency_token:type_name -> counter.v1.IdempotencyToken
+	0,  // 2: counter.v1.ClearCountRequest.idempotency_token:type_name -> counter.v1.IdempotencyToken
+	1,  // 3: counter.v1.AddCountsRequest.adds:type_name -> counter.v1.AddCountRequest
+	10, // 4: counter.v1.AddCountsResponse.results:type_name -> counter.v1.AddCountResult
+	14, // 5: counter.v1.AddCountResult.error:type_name -> counter.v1.ItemError
+	4,  // 6: counter.v1.GetCountsRequest.gets:type_name -> counter.v1.GetCountRequest
+	13, // 7: counter.v1.GetCountsResponse.results:type_name -> counter.v1.GetCountResult
+	14, // 8: counter.v1.GetCountResult.error:type_name -> counter.v1.ItemError
+	1,  // 9: counter.v1.CounterService.AddCount:input_type -> counter.v1.AddCountRequest
+	1,  // 10: counter.v1.CounterService.AddAndGetCount:input_type -> counter.v1.AddCountRequest
+	4,  // 11: counter.v1.CounterService.GetCount:input_type -> counter.v1.GetCountRequest
+	6,  // 12: counter.v1.CounterService.ClearCount:input_type -> counter.v1.ClearCountRequest
+	8,  // 13: counter.v1.CounterService.AddCounts:input_type -> counter.v1.AddCountsRequest
+	11, // 14: counter.v1.CounterService.GetCounts:input_type -> counter.v1.GetCountsRequest
+	2,  // 15: counter.v1.CounterService.AddCount:output_type -> counter.v1.AddCountResponse
+	3,  // 16: counter.v1.CounterService.AddAndGetCount:output_type -> counter.v1.AddAndGetCountResponse
+	5,  // 17: counter.v1.CounterService.GetCount:output_type -> counter.v1.GetCountResponse
+	7,  // 18: counter.v1.CounterService.ClearCount:output_type -> counter.v1.ClearCountResponse
+	9,  // 19: counter.v1.CounterService.AddCounts:output_type -> counter.v1.AddCountsResponse
+	12, // 20: counter.v1.CounterService.GetCounts:output_type -> counter.v1.GetCountsResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_counter_v1_counter_proto_init() }
@@ -518,7 +891,7 @@ func file_counter_v1_counter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_counter_v1_counter_proto_rawDesc), len(file_counter_v1_counter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,12 @@ const (
 	// CounterServiceClearCountProcedure is the fully-qualified name of the CounterService's ClearCount
 	// RPC.
 	CounterServiceClearCountProcedure = "/counter.v1.CounterService/ClearCount"
+	// CounterServiceAddCountsProcedure is the fully-qualified name of the CounterService's AddCounts
+	// RPC.
+	CounterServiceAddCountsProcedure = "/counter.v1.CounterService/AddCounts"
+	// CounterServiceGetCountsProcedure is the fully-qualified name of the CounterService's GetCounts
+	// RPC.
+	CounterServiceGetCountsProcedure = "/counter.v1.CounterService/GetCounts"
 )
 
 // CounterServiceClient is a client for the counter.v1.CounterService service.
@@ -58,6 +64,14 @@ type CounterServiceClient interface {
 	// ClearCount resets a counter: afterwards its value is the sum of the adds whose event time
 	// is after the clear's event time.
 	ClearCount(context.Context, *connect.Request[v1.ClearCountRequest]) (*connect.Response[v1.ClearCountResponse], error)
+	// AddCounts applies up to 1,000 adds in one request, each as AddCount would, and returns one
+	// result per add in request order. The adds succeed or fail one by one: a rejected add does
+	// not affect the others. The server syncs the accepted adds together, so one request costs
+	// about as much as one AddCount.
+	AddCounts(context.Context, *connect.Request[v1.AddCountsRequest]) (*connect.Response[v1.AddCountsResponse], error)
+	// GetCounts reads up to 1,000 counters in one request, each as GetCount would, and returns
+	// one result per read in request order.
+	GetCounts(context.Context, *connect.Request[v1.GetCountsRequest]) (*connect.Response[v1.GetCountsResponse], error)
 }
 
 // NewCounterServiceClient constructs a client for the counter.v1.CounterService service. By
@@ -96,6 +110,19 @@ func NewCounterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(counterServiceMethods.ByName("ClearCount")),
 			connect.WithClientOptions(opts...),
 		),
+		addCounts: connect.NewClient[v1.AddCountsRequest, v1.AddCountsResponse](
+			httpClient,
+			baseURL+CounterServiceAddCountsProcedure,
+			connect.WithSchema(counterServiceMethods.ByName("AddCounts")),
+			connect.WithClientOptions(opts...),
+		),
+		getCounts: connect.NewClient[v1.GetCountsRequest, v1.GetCountsResponse](
+			httpClient,
+			baseURL+CounterServiceGetCountsProcedure,
+			connect.WithSchema(counterServiceMethods.ByName("GetCounts")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -105,6 +132,8 @@ type counterServiceClient struct {
 	addAndGetCount *connect.Client[v1.AddCountRequest, v1.AddAndGetCountResponse]
 	getCount       *connect.Client[v1.GetCountRequest, v1.GetCountResponse]
 	clearCount     *connect.Client[v1.ClearCountRequest, v1.ClearCountResponse]
+	addCounts      *connect.Client[v1.AddCountsRequest, v1.AddCountsResponse]
+	getCounts      *connect.Client[v1.GetCountsRequest, v1.GetCountsResponse]
 }
 
 // AddCount calls counter.v1.CounterService.AddCount.
@@ -127,6 +156,16 @@ func (c *counterServiceClient) ClearCount(ctx context.Context, req *connect.Requ
 	return c.clearCount.CallUnary(ctx, req)
 }
 
+// AddCounts calls counter.v1.CounterService.AddCounts.
+func (c *counterServiceClient) AddCounts(ctx context.Context, req *connect.Request[v1.AddCountsRequest]) (*connect.Response[v1.AddCountsResponse], error) {
+	return c.addCounts.CallUnary(ctx, req)
+}
+
+// GetCounts calls counter.v1.CounterService.GetCounts.
+func (c *counterServiceClient) GetCounts(ctx context.Context, req *connect.Request[v1.GetCountsRequest]) (*connect.Response[v1.GetCountsResponse], error) {
+	return c.getCounts.CallUnary(ctx, req)
+}
+
 // CounterServiceHandler is an implementation of the counter.v1.CounterService service.
 type CounterServiceHandler interface {
 	// AddCount adds delta to a counter. It returns after the event is durable.
@@ -138,6 +177,14 @@ type CounterServiceHandler interface {
 	// ClearCount resets a counter: afterwards its value is the sum of the adds whose event time
 	// is after the clear's event time.
 	ClearCount(context.Context, *connect.Request[v1.ClearCountRequest]) (*connect.Response[v1.ClearCountResponse], error)
+	// AddCounts applies up to 1,000 adds in one request, each as AddCount would, and returns one
+	// result per add in request order. The adds succeed or fail one by one: a rejected add does
+	// not affect the others. The server syncs the accepted adds together, so one request costs
+	// about as much as one AddCount.
+	AddCounts(context.Context, *connect.Request[v1.AddCountsRequest]) (*connect.Response[v1.AddCountsResponse], error)
+	// GetCounts reads up to 1,000 counters in one request, each as GetCount would, and returns
+	// one result per read in request order.
+	GetCounts(context.Context, *connect.Request[v1.GetCountsRequest]) (*connect.Response[v1.GetCountsResponse], error)
 }
 
 // NewCounterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -172,6 +219,19 @@ func NewCounterServiceHandler(svc CounterServiceHandler, opts ...connect.Handler
 		connect.WithSchema(counterServiceMethods.ByName("ClearCount")),
 		connect.WithHandlerOptions(opts...),
 	)
+	counterServiceAddCountsHandler := connect.NewUnaryHandler(
+		CounterServiceAddCountsProcedure,
+		svc.AddCounts,
+		connect.WithSchema(counterServiceMethods.ByName("AddCounts")),
+		connect.WithHandlerOptions(opts...),
+	)
+	counterServiceGetCountsHandler := connect.NewUnaryHandler(
+		CounterServiceGetCountsProcedure,
+		svc.GetCounts,
+		connect.WithSchema(counterServiceMethods.ByName("GetCounts")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/counter.v1.CounterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case CounterServiceAddCountProcedure:
@@ -182,6 +242,10 @@ func NewCounterServiceHandler(svc CounterServiceHandler, opts ...connect.Handler
 			counterServiceGetCountHandler.ServeHTTP(w, r)
 		case CounterServiceClearCountProcedure:
 			counterServiceClearCountHandler.ServeHTTP(w, r)
+		case CounterServiceAddCountsProcedure:
+			counterServiceAddCountsHandler.ServeHTTP(w, r)
+		case CounterServiceGetCountsProcedure:
+			counterServiceGetCountsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -205,4 +269,12 @@ func (UnimplementedCounterServiceHandler) GetCount(context.Context, *connect.Req
 
 func (UnimplementedCounterServiceHandler) ClearCount(context.Context, *connect.Request[v1.ClearCountRequest]) (*connect.Response[v1.ClearCountResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("counter.v1.CounterService.ClearCount is not implemented"))
+}
+
+func (UnimplementedCounterServiceHandler) AddCounts(context.Context, *connect.Request[v1.AddCountsRequest]) (*connect.Response[v1.AddCountsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("counter.v1.CounterService.AddCounts is not implemented"))
+}
+
+func (UnimplementedCounterServiceHandler) GetCounts(context.Context, *connect.Request[v1.GetCountsRequest]) (*connect.Response[v1.GetCountsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("counter.v1.CounterService.GetCounts is not implemented"))
 }
