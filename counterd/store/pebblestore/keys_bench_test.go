@@ -211,17 +211,16 @@ func BenchmarkDecodeCheckpoint(b *testing.B) {
 func BenchmarkCommitEventEncoding(b *testing.B) {
 	e := &benchEvent
 	b.ReportAllocs()
-	var buf []byte
+	var keyBuf, tokenBuf, valueBuf []byte
 	for b.Loop() {
 		hash := tokenHash(e.Token)
-		keyOfToken := tokenKey(nil, e.Key, hash)
-		buf = eventKey(buf[:0], e.Key, e.Time, hash)
-		eventValue := encodeEventValue(nil, e)
-		tokenValue := encodeTokenValue(nil, e)
+		tokenBuf = tokenKey(tokenBuf[:0], e.Key, hash)
+		keyBuf = eventKey(keyBuf[:0], e.Key, e.Time, hash)
+		valueBuf = encodeEventValue(valueBuf[:0], e)
+		valueBuf = encodeTokenValue(valueBuf[:0], e)
 		bucket := store.BucketStart(e.Time, time.Minute)
-		buf = writtenKey(buf[:0], e.Key, bucket)
+		keyBuf = writtenKey(keyBuf[:0], e.Key, bucket)
 		slice := store.BucketStart(e.Time, store.SweepSlice)
-		buf = sweepKey(buf[:0], e.Key, slice)
-		_, _, _ = keyOfToken, eventValue, tokenValue
+		keyBuf = sweepKey(keyBuf[:0], e.Key, slice)
 	}
 }
