@@ -28,4 +28,13 @@
 // *connect.Error, so connect.CodeOf returns its code.
 //
 // GetCount has no side effects and is retried by the same rules.
+//
+// # Batching
+//
+// With WithBatching, concurrent Add and Get calls of one client share AddCounts and GetCounts
+// requests, so a busy client makes far fewer requests and the server syncs the adds of one
+// request together. A call never waits for a timer: it is sent at once while fewer than the
+// maximum batch requests are in flight, and otherwise queues for the next one. Each call still
+// has its own token, result and retries, because the server accepts or rejects the items of a
+// batch one by one. A retried call joins a new batch.
 package client
