@@ -135,7 +135,8 @@ type WrittenIndex interface {
 	SweepMark(ctx context.Context, namespace string, shard int) (int64, error)
 
 	// SetSweepMark stores the sweep mark of a shard. A mark earlier than the stored one is
-	// ignored.
+	// ignored. The store may then drop the shard's sweep index entries of slices before the
+	// mark, so SweepCounters need not return them.
 	SetSweepMark(ctx context.Context, namespace string, shard int, mark int64) error
 
 	// Expire drops the events, idempotency tokens and index entries of namespace in time

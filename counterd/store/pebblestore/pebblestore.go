@@ -629,7 +629,17 @@ func (s *Store) SetSweepMark(ctx context.Context, namespace string, shard int, m
 	if mark <= stored {
 		return nil
 	}
-	return s.db.Set(sweepMarkKey(namespace, shard), binary.BigEndian.AppendUint64(nil, uint64(mark)), pebble.NoSync)
+	// The entries of the slices before the mark are never read again, so they go with the same
+	// batch. Otherwise they would stay until retention, about one key per write.
+	batch := s.db.NewBatch()
+	defer batch.Close()
+	if err := batch.DeleteRange(sweepShardPrefix(nil, namespace, shard), sweepSlicePrefix(nil, namespace, shard, mark), nil); err != nil {
+		return err
+	}
+	if err := batch.Set(sweepMarkKey(namespace, shard), binary.BigEndian.AppendUint64(nil, uint64(mark)), nil); err != nil {
+		return err
+	}
+	return s.db.Apply(batch, pebble.NoSync)
 }
 
 // Expire implements store.WrittenIndex. It visits only the index entries of the expiring
