@@ -118,8 +118,18 @@ func TestSweepFindsCountersWithoutHints(t *testing.T) {
 	f.write(t, base+1, 2, names...)
 	f.write(t, base+slice+1, 3, "late") // the next slice
 
-	// The window has passed the first slice but not the second.
+	// The window has passed the first slice, but not by the sweep lag yet: the hinted
+	// rollups have that long to run first.
 	f.now.Store(base + slice + int64(f.ns.WindowDelay()))
+	if err := f.pipe.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if cp := f.checkpoint(t, names[0]); cp.RollupTime != 0 {
+		t.Fatalf("the sweep did not wait for the sweep lag: %s = %+v", names[0], cp)
+	}
+
+	// The window has passed the first slice by the lag, but not the second.
+	f.now.Store(base + slice + int64(f.ns.WindowDelay()) + rollup.SweepLag(f.ns))
 	if err := f.pipe.Sweep(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +147,7 @@ func TestSweepFindsCountersWithoutHints(t *testing.T) {
 		t.Fatalf("a counter of an unswept slice was rolled up: %+v", cp)
 	}
 
-	f.now.Store(base + 2*slice + int64(f.ns.WindowDelay()))
+	f.now.Store(base + 2*slice + int64(f.ns.WindowDelay()) + rollup.SweepLag(f.ns))
 	if err := f.pipe.Sweep(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,20 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/counterd/counterd/counterd/config"
 	"github.com/counterd/counterd/counterd/store"
 )
 
 // maxSweepSet bounds the distinct counters a sweep collects before it rolls them up.
 const maxSweepSet = 4096
+
+// SweepLag returns how far the sweep stays behind the window. The hinted rollups of a slice's
+// counters are due when the window passes their events, and run within about one coalesce
+// period. A sweep that came at the same time would roll the same counters up a second time;
+// after the lag it finds their checkpoints done and reads only those.
+func SweepLag(ns *config.Namespace) int64 {
+	return int64(ns.Rollup.Coalesce.Duration + store.SweepSlice)
+}
 
 // SetShardOwner sets the function that decides which sweep shards this pipeline sweeps. The
 // default owns every shard, as a standalone server must. It may be called while running.
@@ -23,12 +32,13 @@ func (p *Pipeline) ownsShard(shard int) bool {
 }
 
 // Sweep rolls up, for each owned shard, every counter written in each sweep slice that the
-// window has passed, then advances the shard's sweep mark past those slices. Rollup hints are
-// an optimisation: a hint lost to a crash, a full queue or a dead worker only delays a counter
-// until the sweep reaches its slice, about one slice plus one window delay after the write.
+// window has passed by SweepLag, then advances the shard's sweep mark past those slices. Rollup
+// hints are an optimisation: a hint lost to a crash, a full queue or a dead worker only delays
+// a counter until the sweep reaches its slice, about one slice plus one window delay plus
+// SweepLag after the write.
 func (p *Pipeline) Sweep(ctx context.Context) error {
 	r := p.roller
-	end := WindowEnd(r.ns, r.clock(), r.holds)
+	end := WindowEnd(r.ns, r.clock(), r.holds) - SweepLag(r.ns)
 	owned := 0
 	oldestMark := int64(0)
 	for shard := range store.SweepShards {
