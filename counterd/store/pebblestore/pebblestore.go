@@ -70,8 +70,12 @@ type Store struct {
 	closeOnce sync.Once
 
 	// checkpointMu serialises WriteCheckpoints, which read the stored RollupTime before
-	// writing, and SetSweepMark.
+	// writing, and SetSweepMark. It also guards sweepDeleted.
 	checkpointMu sync.Mutex
+	// sweepDeleted is, per namespace and shard, the slice before which this process already
+	// deleted the sweep index. It saves range deletions, which slow down every read of the
+	// memtable that holds them.
+	sweepDeleted map[sweepShardKey]int64
 
 	// memo has one writtenMemo per committer; each is touched only by its committer.
 	memo [committers]writtenMemo
@@ -124,6 +128,8 @@ func Open(dir string, opts store.Options, logger *slog.Logger) (*Store, error) {
 		logger:  logger,
 		buckets: buckets,
 		closing: make(chan struct{}),
+
+		sweepDeleted: make(map[sweepShardKey]int64),
 	}
 	for i := range s.appends {
 		s.appends[i] = make(chan *appendRequest, 1024)
@@ -629,17 +635,37 @@ func (s *Store) SetSweepMark(ctx context.Context, namespace string, shard int, m
 	if mark <= stored {
 		return nil
 	}
-	// The entries of the slices before the mark are never read again, so they go with the same
-	// batch. Otherwise they would stay until retention, about one key per write.
 	batch := s.db.NewBatch()
 	defer batch.Close()
-	if err := batch.DeleteRange(sweepShardPrefix(nil, namespace, shard), sweepSlicePrefix(nil, namespace, shard, mark), nil); err != nil {
-		return err
-	}
 	if err := batch.Set(sweepMarkKey(namespace, shard), binary.BigEndian.AppendUint64(nil, uint64(mark)), nil); err != nil {
 		return err
 	}
-	return s.db.Apply(batch, pebble.NoSync)
+	// The entries of the slices before the mark are never read again. Otherwise they would stay
+	// until retention, about one key per write. One range deletion per minute and shard drops
+	// them; a deletion per mark, every second, would slow down the reads.
+	minute := store.BucketStart(mark, sweepDeleteStep)
+	k := sweepShardKey{namespace, shard}
+	if minute > s.sweepDeleted[k] {
+		if err := batch.DeleteRange(sweepShardPrefix(nil, namespace, shard), sweepSlicePrefix(nil, namespace, shard, minute), nil); err != nil {
+			return err
+		}
+	}
+	if err := s.db.Apply(batch, pebble.NoSync); err != nil {
+		return err
+	}
+	if minute > s.sweepDeleted[k] {
+		s.sweepDeleted[k] = minute
+	}
+	return nil
+}
+
+// sweepDeleteStep is how far a sweep mark advances before the sweep index entries behind it
+// are deleted.
+const sweepDeleteStep = time.Minute
+
+type sweepShardKey struct {
+	namespace string
+	shard     int
 }
 
 // Expire implements store.WrittenIndex. It visits only the index entries of the expiring
@@ -663,18 +689,37 @@ func (s *Store) Expire(ctx context.Context, namespace string, before int64) erro
 		}
 	}
 
-	// Sweep slices that end at or before `before` start before firstKept.
+	// Sweep slices that end at or before `before` start before firstKept. SetSweepMark
+	// deletes most of them already, so only shards it has not cleared that far need a range
+	// deletion.
 	firstKept := store.BucketStart(before-int64(store.SweepSlice), store.SweepSlice) + int64(store.SweepSlice)
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
 	batch := s.db.NewBatch()
 	defer batch.Close()
+	var cleared []sweepShardKey
 	for shard := range store.SweepShards {
+		k := sweepShardKey{namespace, shard}
+		if s.sweepDeleted[k] >= firstKept {
+			continue
+		}
 		lower := sweepShardPrefix(nil, namespace, shard)
 		upper := sweepSlicePrefix(nil, namespace, shard, firstKept)
 		if err := batch.DeleteRange(lower, upper, nil); err != nil {
 			return err
 		}
+		cleared = append(cleared, k)
 	}
-	return s.db.Apply(batch, pebble.NoSync)
+	if batch.Empty() {
+		return nil
+	}
+	if err := s.db.Apply(batch, pebble.NoSync); err != nil {
+		return err
+	}
+	for _, k := range cleared {
+		s.sweepDeleted[k] = firstKept
+	}
+	return nil
 }
 
 func (s *Store) expireBucket(ctx context.Context, namespace string, bucket int64, width time.Duration) error {

@@ -109,47 +109,47 @@ func TestUnknownNamespaceRejected(t *testing.T) {
 	}
 }
 
-// TestSweepMarkDropsSweptEntries checks that the sweep index entries before a shard's mark
-// are deleted, and those at or after it kept.
+// TestSweepMarkDropsSweptEntries checks that the sweep index entries before the minute of a
+// shard's mark are deleted, and those after it kept.
 func TestSweepMarkDropsSweptEntries(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, storetest.Options())
 	defer s.Close()
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	minute := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 	slice := int64(store.SweepSlice)
 	key := store.Key{Namespace: storetest.Namespace, Counter: "swept"}
 	shard := store.SweepShard(key.Counter)
-	for i := range int64(4) {
-		e := store.Event{Key: key, Time: start + i*slice, Token: fmt.Sprint(i), Kind: store.KindAdd, Delta: 1}
+	for i := int64(-2); i < 2; i++ {
+		e := store.Event{Key: key, Time: minute + i*slice, Token: fmt.Sprint(i), Kind: store.KindAdd, Delta: 1}
 		if _, err := s.Append(ctx, []store.Event{e}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	slices := func() []int64 {
+	slices := func() string {
 		var got []int64
-		err := s.SweepCounters(ctx, storetest.Namespace, shard, start, start+4*slice, func(_ string, sliceStart int64) bool {
-			got = append(got, (sliceStart-start)/slice)
+		err := s.SweepCounters(ctx, storetest.Namespace, shard, minute-2*slice, minute+2*slice, func(_ string, sliceStart int64) bool {
+			got = append(got, (sliceStart-minute)/slice)
 			return true
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return got
+		return fmt.Sprint(got)
 	}
-	if got := slices(); len(got) != 4 {
-		t.Fatalf("sweep index has slices %v, want 0 to 3", got)
+	if got := slices(); got != "[-2 -1 0 1]" {
+		t.Fatalf("sweep index has slices %v, want [-2 -1 0 1]", got)
 	}
-	if err := s.SetSweepMark(ctx, storetest.Namespace, shard, start+2*slice); err != nil {
+	if err := s.SetSweepMark(ctx, storetest.Namespace, shard, minute+slice); err != nil {
 		t.Fatal(err)
 	}
-	if got := slices(); fmt.Sprint(got) != "[2 3]" {
-		t.Fatalf("after the mark at slice 2 the sweep index has slices %v, want [2 3]", got)
+	if got := slices(); got != "[0 1]" {
+		t.Fatalf("after a mark at slice 1 the sweep index has slices %v, want [0 1]: the slices before the mark's minute go", got)
 	}
 	// Another shard's entries stay.
-	if err := s.SetSweepMark(ctx, storetest.Namespace, (shard+1)%store.SweepShards, start+4*slice); err != nil {
+	if err := s.SetSweepMark(ctx, storetest.Namespace, (shard+1)%store.SweepShards, minute+time.Hour.Nanoseconds()); err != nil {
 		t.Fatal(err)
 	}
-	if got := slices(); fmt.Sprint(got) != "[2 3]" {
-		t.Fatalf("a mark of another shard changed the index to slices %v, want [2 3]", got)
+	if got := slices(); got != "[0 1]" {
+		t.Fatalf("a mark of another shard changed the index to slices %v, want [0 1]", got)
 	}
 }
