@@ -118,7 +118,13 @@ type checkpointOnlyReader interface {
 	ReadCheckpointOnly(ctx context.Context, key store.Key) (store.Checkpoint, error)
 }
 
+// readCheckpoint returns the cached checkpoint of key, or else the stored one. A cached
+// checkpoint may be older than the stored one, never newer, since rollups cache a checkpoint
+// only after storing it. Folding from an older checkpoint gives the same sum, from more events.
 func (r *Roller) readCheckpoint(ctx context.Context, key store.Key) (store.Checkpoint, error) {
+	if cp, found, err := r.cache.GetCheckpoint(ctx, key); err == nil && found {
+		return cp, nil
+	}
 	if reader, ok := r.store.(checkpointOnlyReader); ok {
 		return reader.ReadCheckpointOnly(ctx, key)
 	}
