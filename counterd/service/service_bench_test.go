@@ -15,7 +15,7 @@ import (
 )
 
 // BenchmarkMutateBatch measures the server side of durable adds without the network: batches
-// of 16 adds over 100,000 Zipf-skewed counters from 8 goroutines, into a real Pebble store
+// of 16 adds over 100,000 Zipf-skewed counters from 4 goroutines per GOMAXPROCS, into a real Pebble store
 // with the rollup queues and the sweep running, as a standalone server runs them. ns/op is per
 // add.
 func BenchmarkMutateBatch(b *testing.B) {
@@ -37,7 +37,7 @@ func BenchmarkMutateBatch(b *testing.B) {
 	const batch = 16
 	var seq atomic.Uint64
 	b.ReportAllocs()
-	b.SetParallelism(4) // 8 goroutines on 2 cores
+	b.SetParallelism(4) // 4 goroutines per GOMAXPROCS
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		zipf := rand.NewZipf(rand.New(rand.NewPCG(seq.Add(1), 1)), 1.1, 1, 99999)
