@@ -6,7 +6,9 @@ import (
 	"html"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/counterd/counterd/counterd/loadgen"
@@ -27,9 +29,17 @@ type report struct {
 	Versions          []string
 	Configs           []systemConfig
 	Results           []*result
-	ProfilePath       string
-	ProfileTop        string
-	ProfileSeconds    int
+	// mu guards Profiles, which the profiling goroutines add to.
+	mu       sync.Mutex
+	Profiles []savedProfile
+}
+
+// addProfile adds p to the report, ordered by its Order.
+func (r *report) addProfile(p savedProfile) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Profiles = append(r.Profiles, p)
+	slices.SortFunc(r.Profiles, func(a, b savedProfile) int { return a.Order - b.Order })
 }
 
 // systemConfig is the setup of one system as the report states it.
@@ -52,7 +62,7 @@ func (r *report) write(outPath, artifacts string) error {
 	if err := r.writeJSON(jsonPath); err != nil {
 		return err
 	}
-	section := r.markdown(relPath(outPath, plotPath), relPath(outPath, r.ProfilePath), relPath(outPath, jsonPath))
+	section := r.markdown(outPath, relPath(outPath, plotPath), relPath(outPath, jsonPath))
 
 	old, err := os.ReadFile(outPath)
 	if err != nil && !os.IsNotExist(err) {
@@ -86,8 +96,8 @@ func relPath(from, to string) string {
 	return filepath.ToSlash(rel)
 }
 
-// markdown returns the generated section, markers included.
-func (r *report) markdown(plot, profile, results string) string {
+// markdown returns the generated section, markers included. Links are relative to outPath.
+func (r *report) markdown(outPath, plot, results string) string {
 	var b strings.Builder
 	fmt.Fprintln(&b, beginMarker)
 	fmt.Fprintf(&b, "## Results of %s\n\n", r.Started.Format("2006-01-02 15:04 UTC"))
@@ -152,6 +162,9 @@ func (r *report) markdown(plot, profile, results string) string {
 	fmt.Fprintf(&b, "![adds and gets per second and p99 latency per system](%s)\n\n", plot)
 	fmt.Fprintf(&b, "The same figures, for comparison with later runs: [%s](%s).\n\n", filepath.Base(results), results)
 
+	r.writeOpenLoop(&b)
+	r.writeConvergence(&b)
+
 	fmt.Fprintln(&b, "### Configuration")
 	fmt.Fprintln(&b)
 	for _, c := range r.Configs {
@@ -169,10 +182,7 @@ func (r *report) markdown(plot, profile, results string) string {
 		}
 	}
 
-	if r.ProfileTop != "" {
-		fmt.Fprintf(&b, "### CPU profile of counterd\n\n%d seconds of the 90%% adds run, saved as [%s](%s); `go tool pprof -top`:\n\n```\n%s\n```\n",
-			r.ProfileSeconds, filepath.Base(profile), profile, strings.TrimSpace(r.ProfileTop))
-	}
+	r.writeProfiles(&b, outPath)
 	fmt.Fprint(&b, endMarker)
 	return b.String()
 }
@@ -193,6 +203,10 @@ type runSummary struct {
 	NotIdempotent   bool               `json:"notIdempotent,omitempty"`
 	AckedDuplicates int64              `json:"ackedDuplicates"`
 	Excess          int64              `json:"excess"`
+	// CheckSeconds is how long the final check took, convergence included.
+	CheckSeconds float64             `json:"checkSeconds"`
+	Convergence  *convergenceSummary `json:"convergence,omitempty"`
+	OpenLoop     *openLoopSummary    `json:"openLoop,omitempty"`
 }
 
 // writeJSON saves the results with the command, machine and versions to path.
@@ -204,6 +218,8 @@ func (r *report) writeJSON(path string) error {
 			PerSecond: map[string]float64{}, P50: map[string]float64{}, P99: map[string]float64{},
 			Errors: res.Errors(), Checked: res.Checked, Mismatches: res.Mismatches, Ambiguous: res.Ambiguous,
 			NotIdempotent: res.NotIdempotent, AckedDuplicates: res.AckedDuplicates, Excess: res.Excess,
+			CheckSeconds: res.Waited.Seconds(),
+			Convergence:  res.Convergence.summary(), OpenLoop: res.OpenLoop.summary(),
 		}
 		for op, stats := range res.Ops {
 			if stats.Count == 0 {
@@ -215,10 +231,15 @@ func (r *report) writeJSON(path string) error {
 		}
 		runs = append(runs, run)
 	}
-	out, err := json.MarshalIndent(map[string]any{
+	profiles := make([]profileSummary, 0, len(r.Profiles))
+	for _, p := range r.Profiles {
+		profiles = append(profiles, profileSummary{Title: p.Title, File: filepath.Base(p.Path), Seconds: p.Seconds})
+	}
+	doc := map[string]any{
 		"command": strings.TrimSpace(r.Command), "started": r.Started, "machine": r.Machine,
-		"versions": r.Versions, "runs": runs,
-	}, "", "  ")
+		"versions": r.Versions, "runs": runs, "profiles": profiles,
+	}
+	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return err
 	}
