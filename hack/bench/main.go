@@ -5,8 +5,9 @@
 // every server on a free 127.0.0.1 port with its data in a temporary directory and runs each
 // system in turn with the same client concurrency. Each run ends with a check of every
 // counter against the acknowledged adds. The read-heavy run is followed by a rate-limited
-// get-only phase, and each counterd run by a measurement of its convergence delay. Every
-// process it started is stopped at the end, also on failure or Ctrl-C.
+// get-only phase, and each counterd run by a measurement of its convergence delay. With
+// --scale-events, a scale run on counterd alone follows. Every process it started is stopped
+// at the end, also on failure or Ctrl-C.
 //
 //	go run ./hack/bench --duration 20s
 package main
@@ -62,6 +63,9 @@ type options struct {
 	out         string
 	skipInstall bool
 	command     string
+	// scaleEvents enables the scale run on counterd when positive.
+	scaleEvents   int64
+	scaleCounters int
 }
 
 func main() {
@@ -93,6 +97,8 @@ func parseFlags(args []string) (options, error) {
 	only := fs.String("only", strings.Join(allSystems, ","), "comma-separated systems to run, from: "+strings.Join(allSystems, ", "))
 	out := fs.String("out", "BENCHMARKS.md", "Markdown file whose generated section receives the results; the plot, results.json and profiles go to a directory beside it")
 	skipInstall := fs.Bool("skip-install", false, "do not run apt-get when redis-server or PostgreSQL 15 is missing")
+	scaleEvents := fs.Int64("scale-events", 0, "number of adds of the scale run on counterd alone, after the other runs; 0 skips it")
+	scaleCounters := fs.Int("scale-counters", defaultScaleCounters, "number of counters of the scale run, each add choosing one uniformly")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -102,7 +108,13 @@ func parseFlags(args []string) (options, error) {
 	if *duration <= 0 {
 		return options{}, fmt.Errorf("invalid --duration %v: use a positive duration such as 20s", *duration)
 	}
-	opts := options{duration: *duration, out: *out, skipInstall: *skipInstall}
+	if *scaleEvents < 0 {
+		return options{}, fmt.Errorf("invalid --scale-events %d: use a positive number of adds, or 0 to skip the scale run", *scaleEvents)
+	}
+	if *scaleCounters <= 0 {
+		return options{}, fmt.Errorf("invalid --scale-counters %d: use a positive number", *scaleCounters)
+	}
+	opts := options{duration: *duration, out: *out, skipInstall: *skipInstall, scaleEvents: *scaleEvents, scaleCounters: *scaleCounters}
 	for _, s := range strings.Split(*only, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -195,11 +207,13 @@ func run(ctx context.Context, opts options, sup *supervisor) error {
 	}
 
 	loads := workloads(opts.duration)
-	if wants(sysCounterd) {
-		binary, err := buildCounterd(ctx, root, tmp)
-		if err != nil {
+	var binary string
+	if wants(sysCounterd) || opts.scaleEvents > 0 {
+		if binary, err = buildCounterd(ctx, root, tmp); err != nil {
 			return err
 		}
+	}
+	if wants(sysCounterd) {
 		if err := runCounterd(ctx, sup, binary, tmp, artifacts, loads, rep); err != nil {
 			return err
 		}
@@ -217,6 +231,14 @@ func run(ctx context.Context, opts options, sup *supervisor) error {
 		if err := runPostgres(ctx, sup, bins, tmp, loads, rep); err != nil {
 			return err
 		}
+	}
+
+	if opts.scaleEvents > 0 {
+		scale, err := runScale(ctx, sup, binary, tmp, opts.scaleEvents, opts.scaleCounters)
+		if err != nil {
+			return fmt.Errorf("scale run: %w", err)
+		}
+		rep.Scale = scale
 	}
 
 	rep.Finished = time.Now().UTC()

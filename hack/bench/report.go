@@ -29,6 +29,9 @@ type report struct {
 	Versions          []string
 	Configs           []systemConfig
 	Results           []*result
+	// Scale is the scale run, when --scale-events enabled it.
+	Scale *scaleResult
+
 	// mu guards Profiles, which the profiling goroutines add to.
 	mu       sync.Mutex
 	Profiles []savedProfile
@@ -164,6 +167,7 @@ func (r *report) markdown(outPath, plot, results string) string {
 
 	r.writeOpenLoop(&b)
 	r.writeConvergence(&b)
+	r.writeScale(&b)
 
 	fmt.Fprintln(&b, "### Configuration")
 	fmt.Fprintln(&b)
@@ -238,6 +242,9 @@ func (r *report) writeJSON(path string) error {
 	doc := map[string]any{
 		"command": strings.TrimSpace(r.Command), "started": r.Started, "machine": r.Machine,
 		"versions": r.Versions, "runs": runs, "profiles": profiles,
+	}
+	if r.Scale != nil {
+		doc["scale"] = r.Scale.summary(r.smallRunAdds())
 	}
 	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
