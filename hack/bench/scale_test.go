@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/counterd/counterd/counterd/loadgen"
 )
 
 func TestParseProcStatus(t *testing.T) {
@@ -156,5 +159,24 @@ func TestCompactStoreKeepsData(t *testing.T) {
 func TestCompactStoreEmpty(t *testing.T) {
 	if err := compactStore(context.Background(), t.TempDir()); err != nil {
 		t.Errorf("compactStore of an empty directory: %v", err)
+	}
+}
+
+func TestWriteScaleFoldsLongTable(t *testing.T) {
+	for _, rows := range []int{3, maxOpenRows + 1} {
+		s := &scaleResult{Events: 10, Counters: 5, CounterName: "bench-x-4", Acked: 10, AddLatency: new(loadgen.Histogram)}
+		for i := range rows {
+			s.Intervals = append(s.Intervals, scaleIntervalStats{End: time.Duration(i+1) * scaleInterval, Length: scaleInterval, Acked: 1})
+		}
+		var b strings.Builder
+		(&report{Scale: s}).writeScale(&b)
+
+		folded := strings.Contains(b.String(), "<details>")
+		if folded != (rows > maxOpenRows) {
+			t.Errorf("%d rows: folded = %v, want %v", rows, folded, rows > maxOpenRows)
+		}
+		if got := strings.Count(b.String(), "\n| "); got < rows+3 {
+			t.Errorf("%d rows: %d table lines, want the rows plus the targets table", rows, got)
+		}
 	}
 }
