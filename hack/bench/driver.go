@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	mrand "math/rand/v2"
 	"strconv"
 	"sync"
@@ -14,17 +15,33 @@ import (
 	"github.com/counterd/counterd/counterd/loadgen"
 )
 
-// target is a peer system under the same workload as counterd.
+// target is a system under the workload: counterd or one of its peers.
 type target interface {
 	// Add adds delta to counter once per token. A target without idempotency applies every
-	// call and ignores the token.
-	Add(ctx context.Context, counter, token string, delta int64) error
+	// call and ignores the token. generated is when the add was created, the same for both
+	// copies of a re-sent add. counterd stores it as the event time, and the peers ignore it.
+	Add(ctx context.Context, counter, token string, generated time.Time, delta int64) error
 	// Get returns the counter's value, 0 for a counter never written.
 	Get(ctx context.Context, counter string) (int64, error)
 	// ReadAll returns the values of the counters in order, for the final check.
 	ReadAll(ctx context.Context, counters []string) ([]int64, error)
 	// Idempotent reports whether a re-sent add with the same token is applied once.
 	Idempotent() bool
+}
+
+// converger is a target whose reads include an acknowledged add only after a delay, as
+// counterd's EventuallyConsistent namespace does. Its final check polls until the counters
+// converge, and the harness measures the delay per counter on a sample.
+type converger interface {
+	// AcceptLimit returns how far in the past an event time may be. A rollup folds an event
+	// only once it is older than that, so the limit is the least delay by design.
+	AcceptLimit() time.Duration
+}
+
+// outcomeReporter is a target that can tell a failed add that was surely not applied from
+// one that may have been. Without it, every failed add counts as possibly applied.
+type outcomeReporter interface {
+	MaybeApplied(err error) bool
 }
 
 // workload is one mix of operations, the same for every system.
@@ -37,6 +54,8 @@ type workload struct {
 	DuplicateRate  float64
 	Duration       time.Duration
 	RequestTimeout time.Duration
+	// OpenLoop adds a rate-limited get-only phase after the run.
+	OpenLoop bool
 }
 
 // result is the outcome of one system under one workload.
@@ -65,6 +84,10 @@ type result struct {
 	Examples []string
 	// Waited is how long the final check took, convergence included.
 	Waited time.Duration
+	// Convergence is the delay from the last add to the exact value, for a converger.
+	Convergence *convergence
+	// OpenLoop is the rate-limited get phase after the read-heavy run.
+	OpenLoop *openLoopResult
 }
 
 // Rate returns operations of type op per second over the load phase.
@@ -84,16 +107,28 @@ func (r *result) Errors() int64 {
 	return n
 }
 
+// Final check of a converger: the counters that differ are read again every checkPollInterval
+// until all match or checkTimeout passes, as counterd/loadgen's check does.
+const (
+	checkPollInterval = 500 * time.Millisecond
+	checkTimeout      = 30 * time.Second
+)
+
 // driver runs one workload against one target and keeps the ledger of acknowledged adds.
 type driver struct {
 	w      workload
 	t      target
 	prefix string
 
-	expected        []atomic.Int64
-	ambiguous       []atomic.Int64
-	touched         []atomic.Bool
+	expected  []atomic.Int64
+	ambiguous []atomic.Int64
+	touched   []atomic.Bool
+	// lastAck is the time of each counter's latest acknowledged add, in Unix nanoseconds: the
+	// reply to the first copy acknowledged.
+	lastAck         []atomic.Int64
 	ackedDuplicates atomic.Int64
+	// loadEnd is when the last worker of the load phase returned.
+	loadEnd time.Time
 }
 
 // workerStats are one worker's latency histograms and error counts.
@@ -113,13 +148,16 @@ var opTypes = []string{loadgen.OpAdd, loadgen.OpGet, loadgen.OpDuplicate}
 
 // runTarget runs w against t, then reads every counter that received an add and compares it
 // with the sum of its acknowledged adds. The peers apply an acknowledged write before they
-// reply, so the check reads once and does not wait for convergence.
-func runTarget(ctx context.Context, t target, w workload) (*result, error) {
+// reply, so their check reads once. For a converger it first measures the delay to the exact
+// value on a sample, then polls every counter until it converges. It returns the driver too,
+// whose counters the open-loop phase reads.
+func runTarget(ctx context.Context, t target, w workload) (*result, *driver, error) {
 	d := &driver{
 		w: w, t: t, prefix: "bench-" + newToken()[:8] + "-",
 		expected:  make([]atomic.Int64, w.Counters),
 		ambiguous: make([]atomic.Int64, w.Counters),
 		touched:   make([]atomic.Bool, w.Counters),
+		lastAck:   make([]atomic.Int64, w.Counters),
 	}
 
 	loadCtx, cancel := context.WithTimeout(ctx, w.Duration)
@@ -135,9 +173,10 @@ func runTarget(ctx context.Context, t target, w workload) (*result, error) {
 		wg.Go(func() { d.work(ctx, loadCtx, uint64(i), stats[i]) })
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	d.loadEnd = time.Now()
+	elapsed := d.loadEnd.Sub(start)
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 
 	res := &result{Workload: w.Name, Elapsed: elapsed, Ops: map[string]*loadgen.OpStats{}}
@@ -151,10 +190,17 @@ func runTarget(ctx context.Context, t target, w workload) (*result, error) {
 		res.Ops[op] = s
 	}
 	res.AckedDuplicates = d.ackedDuplicates.Load()
-	if err := d.check(ctx, res); err != nil {
-		return nil, err
+	if c, ok := t.(converger); ok {
+		conv, err := d.measureConvergence(ctx, c.AcceptLimit())
+		if err != nil {
+			return nil, nil, err
+		}
+		res.Convergence = conv
 	}
-	return res, nil
+	if err := d.check(ctx, res); err != nil {
+		return nil, nil, err
+	}
+	return res, d, nil
 }
 
 // work mirrors loadgen's worker: each operation is a get with probability GetRatio, otherwise
@@ -186,12 +232,19 @@ func (d *driver) name(index int) string {
 func (d *driver) add(ctx context.Context, index int, duplicate, concurrent bool, stats *workerStats) {
 	d.touched[index].Store(true)
 	token := newToken()
+	generated := time.Now()
+	// acked is the reply time of the first copy acknowledged, in Unix nanoseconds.
+	var acked atomic.Int64
 	send := func() (time.Duration, error) {
 		reqCtx, cancel := context.WithTimeout(ctx, d.w.RequestTimeout)
 		defer cancel()
 		start := time.Now()
-		err := d.t.Add(reqCtx, d.name(index), token, 1)
-		return time.Since(start), err
+		err := d.t.Add(reqCtx, d.name(index), token, generated, 1)
+		end := time.Now()
+		if err == nil {
+			acked.CompareAndSwap(0, end.UnixNano())
+		}
+		return end.Sub(start), err
 	}
 
 	first, second := loadgen.SendTwice(send, duplicate, concurrent)
@@ -206,20 +259,40 @@ func (d *driver) add(ctx context.Context, index int, duplicate, concurrent bool,
 	switch {
 	case err == nil || (duplicate && duplicateErr == nil):
 		d.expected[index].Add(1)
+		storeMax(&d.lastAck[index], acked.Load())
 		if duplicate && err == nil && duplicateErr == nil {
 			d.ackedDuplicates.Add(1)
 		}
-	default:
+	case d.maybeApplied(err) || (duplicate && d.maybeApplied(duplicateErr)):
 		// A failed request may still have been applied, as a timeout after the write.
 		d.ambiguous[index].Add(1)
+	}
+}
+
+// maybeApplied reports whether a failed add may have been applied. Only a target that
+// reports outcomes can rule that out.
+func (d *driver) maybeApplied(err error) bool {
+	if r, ok := d.t.(outcomeReporter); ok {
+		return r.MaybeApplied(err)
+	}
+	return true
+}
+
+// storeMax sets v to x unless v already holds a larger value.
+func storeMax(v *atomic.Int64, x int64) {
+	for {
+		old := v.Load()
+		if old >= x || v.CompareAndSwap(old, x) {
+			return
+		}
 	}
 }
 
 // check reads every counter that received an add and fills in the verification fields of res.
 func (d *driver) check(ctx context.Context, res *result) error {
 	start := time.Now()
-	var indexes []int
 	var names []string
+	var want []int64
 	for i := range d.touched {
 		if !d.touched[i].Load() {
 			continue
@@ -228,26 +301,91 @@ func (d *driver) check(ctx context.Context, res *result) error {
 			res.Ambiguous++
 			continue
 		}
-		indexes = append(indexes, i)
 		names = append(names, d.name(i))
+		want = append(want, d.expected[i].Load())
 	}
 	values, err := d.t.ReadAll(ctx, names)
 	if err != nil {
 		return fmt.Errorf("read the counters for the final check: %w", err)
 	}
-	res.Checked = len(indexes)
-	for k, i := range indexes {
-		want := d.expected[i].Load()
-		res.Excess += values[k] - want
-		if values[k] != want {
+	if _, ok := d.t.(converger); ok {
+		values = awaitConvergence(ctx, d.t, names, want, values, checkTimeout)
+	}
+	res.Checked = len(names)
+	for k := range names {
+		res.Excess += values[k] - want[k]
+		if values[k] != want[k] {
 			res.Mismatches++
 			if len(res.Examples) < 10 {
-				res.Examples = append(res.Examples, fmt.Sprintf("%s: expected %d, got %d", names[k], want, values[k]))
+				res.Examples = append(res.Examples, fmt.Sprintf("%s: expected %d, got %d", names[k], want[k], values[k]))
 			}
 		}
 	}
 	res.Waited = time.Since(start)
 	return nil
+}
+
+// awaitConvergence re-reads the counters whose value differs from want every
+// checkPollInterval until none does or timeout passes. Once all match, it reads every
+// counter once more and returns that pass, so a value that only passed through the expected
+// one is not taken as converged. A failed read counts as a difference until the timeout.
+func awaitConvergence(ctx context.Context, t target, names []string, want, values []int64, timeout time.Duration) []int64 {
+	deadline := time.Now().Add(timeout)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		pending := unequal(want, values)
+		if len(pending) == 0 {
+			all, err := t.ReadAll(ctx, names)
+			if err == nil && len(unequal(want, all)) == 0 {
+				return all
+			}
+			if err == nil {
+				values = all
+			}
+			if !sleepCtx(ctx, checkPollInterval) {
+				break
+			}
+			continue
+		}
+		if !sleepCtx(ctx, checkPollInterval) {
+			break
+		}
+		pendingNames := make([]string, len(pending))
+		for k, i := range pending {
+			pendingNames[k] = names[i]
+		}
+		got, err := t.ReadAll(ctx, pendingNames)
+		if err != nil {
+			slog.Warn("read of unconverged counters failed, retrying", "counters", len(pending), "err", err)
+			continue
+		}
+		for k, i := range pending {
+			values[i] = got[k]
+		}
+	}
+	return values
+}
+
+// unequal returns the positions where values differs from want.
+func unequal(want, values []int64) []int {
+	var out []int
+	for i := range want {
+		if values[i] != want[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// sleepCtx waits for d and reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // newToken returns a random 128-bit idempotency token in hex.

@@ -4,8 +4,10 @@
 // It installs Redis and PostgreSQL from Debian's packages when they are missing. It starts
 // every server on a free 127.0.0.1 port with its data in a temporary directory and runs each
 // system in turn with the same client concurrency. Each run ends with a check of every
-// counter against the acknowledged adds. Every process it started is stopped at the end, also
-// on failure or Ctrl-C.
+// counter against the acknowledged adds. The read-heavy run is followed by a rate-limited
+// get-only phase, and each counterd run by a measurement of its convergence delay. With
+// --scale-events, a scale run on counterd alone follows. Every process it started is stopped
+// at the end, also on failure or Ctrl-C.
 //
 //	go run ./hack/bench --duration 20s
 package main
@@ -15,9 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -63,6 +63,9 @@ type options struct {
 	out         string
 	skipInstall bool
 	command     string
+	// scaleEvents enables the scale run on counterd when positive.
+	scaleEvents   int64
+	scaleCounters int
 }
 
 func main() {
@@ -92,8 +95,10 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	duration := fs.Duration("duration", 20*time.Second, "length of the load phase of each run; there are two runs per system")
 	only := fs.String("only", strings.Join(allSystems, ","), "comma-separated systems to run, from: "+strings.Join(allSystems, ", "))
-	out := fs.String("out", "BENCHMARKS.md", "Markdown file whose generated section receives the results; the plot, profile and logs go to a directory beside it")
+	out := fs.String("out", "BENCHMARKS.md", "Markdown file whose generated section receives the results; the plot, results.json and profiles go to a directory beside it")
 	skipInstall := fs.Bool("skip-install", false, "do not run apt-get when redis-server or PostgreSQL 15 is missing")
+	scaleEvents := fs.Int64("scale-events", 0, "number of adds of the scale run on counterd alone, after the other runs; 0 skips it")
+	scaleCounters := fs.Int("scale-counters", defaultScaleCounters, "number of counters of the scale run, each add choosing one uniformly")
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -103,7 +108,13 @@ func parseFlags(args []string) (options, error) {
 	if *duration <= 0 {
 		return options{}, fmt.Errorf("invalid --duration %v: use a positive duration such as 20s", *duration)
 	}
-	opts := options{duration: *duration, out: *out, skipInstall: *skipInstall}
+	if *scaleEvents < 0 {
+		return options{}, fmt.Errorf("invalid --scale-events %d: use a positive number of adds, or 0 to skip the scale run", *scaleEvents)
+	}
+	if *scaleCounters <= 0 {
+		return options{}, fmt.Errorf("invalid --scale-counters %d: use a positive number", *scaleCounters)
+	}
+	opts := options{duration: *duration, out: *out, skipInstall: *skipInstall, scaleEvents: *scaleEvents, scaleCounters: *scaleCounters}
 	for _, s := range strings.Split(*only, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -130,6 +141,7 @@ func workloads(d time.Duration) []workload {
 	writeHeavy, readHeavy := base, base
 	writeHeavy.Name, writeHeavy.GetRatio = "90% adds / 10% gets", 0.1
 	readHeavy.Name, readHeavy.GetRatio = "10% adds / 90% gets", 0.9
+	readHeavy.OpenLoop = true
 	return []workload{writeHeavy, readHeavy}
 }
 
@@ -195,8 +207,14 @@ func run(ctx context.Context, opts options, sup *supervisor) error {
 	}
 
 	loads := workloads(opts.duration)
+	var binary string
+	if wants(sysCounterd) || opts.scaleEvents > 0 {
+		if binary, err = buildCounterd(ctx, root, tmp); err != nil {
+			return err
+		}
+	}
 	if wants(sysCounterd) {
-		if err := runCounterd(ctx, sup, root, tmp, artifacts, loads, rep); err != nil {
+		if err := runCounterd(ctx, sup, binary, tmp, artifacts, loads, rep); err != nil {
 			return err
 		}
 	}
@@ -215,107 +233,16 @@ func run(ctx context.Context, opts options, sup *supervisor) error {
 		}
 	}
 
+	if opts.scaleEvents > 0 {
+		scale, err := runScale(ctx, sup, binary, tmp, opts.scaleEvents, opts.scaleCounters)
+		if err != nil {
+			return fmt.Errorf("scale run: %w", err)
+		}
+		rep.Scale = scale
+	}
+
 	rep.Finished = time.Now().UTC()
 	return rep.write(outPath, artifacts)
-}
-
-// runCounterd builds and starts counterd, runs each workload through loadgen and takes a
-// CPU profile during the write-heavy run.
-func runCounterd(ctx context.Context, sup *supervisor, root, tmp, artifacts string, loads []workload, rep *report) error {
-	binary, err := buildCounterd(ctx, root, tmp)
-	if err != nil {
-		return err
-	}
-	p, addr, err := startCounterd(ctx, sup, binary, tmp)
-	if err != nil {
-		return err
-	}
-	defer sup.stop(p)
-	rep.Configs = append(rep.Configs, systemConfig{
-		System: sysCounterd,
-		Lines: []string{
-			"`counterd serve --listen " + addr + " --data-dir TMP --pprof --log-level warn`, no config file: " +
-				"namespace `default`, EventuallyConsistent, every add synced before it is acknowledged (group commit)",
-		},
-		Client: "counterd/loadgen, one counterd/client (Connect over HTTP/2 cleartext) shared by the 64 workers",
-	})
-
-	for i, w := range loads {
-		profile := make(chan error, 1)
-		if i == 0 {
-			go func() { profile <- saveProfile(ctx, addr, binary, artifacts, w.Duration, rep) }()
-		} else {
-			profile <- nil
-		}
-		slog.Info("run", "system", sysCounterd, "workload", w.Name, "duration", w.Duration)
-		report, err := loadgen.Run(ctx, loadgen.Config{
-			Server: addr, Concurrency: w.Concurrency, Duration: w.Duration, Counters: w.Counters,
-			Zipf: w.Zipf, GetRatio: w.GetRatio, DuplicateRate: w.DuplicateRate,
-			RequestTimeout: w.RequestTimeout, Verify: true,
-		})
-		if err != nil {
-			return fmt.Errorf("counterd %s: %w", w.Name, err)
-		}
-		report.Print(os.Stderr)
-		if err := <-profile; err != nil {
-			slog.Warn("CPU profile failed", "err", err)
-		}
-		res := &result{System: sysCounterd, Config: "standalone, synced adds", Workload: w.Name, Elapsed: report.Elapsed, Ops: report.Ops}
-		if v := report.Verify; v != nil {
-			res.Checked, res.Mismatches, res.Ambiguous, res.Waited = v.Counters, len(v.Mismatches), len(v.Ambiguous), v.Waited
-			for _, m := range v.Mismatches[:min(len(v.Mismatches), 10)] {
-				res.Examples = append(res.Examples, fmt.Sprintf("%s: expected %d, got %d (err %v)", m.Counter, m.Expected, m.Got, m.Err))
-			}
-		}
-		rep.Results = append(rep.Results, res)
-	}
-	return nil
-}
-
-// saveProfile fetches a CPU profile of counterd that starts a quarter into a run of length
-// duration and ends before the run does. It saves the profile in artifacts and stores the top
-// entries in rep.
-func saveProfile(ctx context.Context, addr, binary, artifacts string, duration time.Duration, rep *report) error {
-	seconds := min(maxProfileSeconds, int(duration.Seconds()/2))
-	if seconds < 1 {
-		return fmt.Errorf("run of %v is too short for a CPU profile of at least one second", duration)
-	}
-	select {
-	case <-time.After(duration / 4):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s returned %s", url, resp.Status)
-	}
-	path := filepath.Join(artifacts, "counterd-cpu.pprof")
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	top, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=25", binary, path).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go tool pprof -top failed: %w\n%s", err, top)
-	}
-	rep.ProfilePath, rep.ProfileTop, rep.ProfileSeconds = path, string(top), seconds
-	return nil
 }
 
 // runRedis starts one redis-server with the given appendfsync policy and runs the plain and
@@ -390,21 +317,46 @@ func runPostgres(ctx context.Context, sup *supervisor, bins map[string]string, t
 // runAll runs every workload against t and appends the results to rep.
 func runAll(ctx context.Context, t target, system, config string, loads []workload, rep *report) error {
 	for _, w := range loads {
-		slog.Info("run", "system", system, "workload", w.Name, "duration", w.Duration)
-		res, err := runTarget(ctx, t, w)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", system, w.Name, err)
+		if err := runWorkload(ctx, t, system, config, w, rep); err != nil {
+			return err
 		}
-		res.System, res.Config = system, config
-		slog.Info("run finished", "system", system, "workload", w.Name,
-			"adds_per_second", int(res.Rate(loadgen.OpAdd)), "gets_per_second", int(res.Rate(loadgen.OpGet)),
-			"errors", res.Errors(), "checked", res.Checked, "mismatches", res.Mismatches, "excess", res.Excess,
-			"acked_duplicates", res.AckedDuplicates)
-		if !t.Idempotent() {
-			res.NotIdempotent = true
-		}
-		rep.Results = append(rep.Results, res)
 	}
+	return nil
+}
+
+// runWorkload runs w against t, then, for a workload with OpenLoop set, the open-loop get
+// phase at openLoopShare of the gets per second reached, and appends the result to rep.
+func runWorkload(ctx context.Context, t target, system, config string, w workload, rep *report) error {
+	slog.Info("run", "system", system, "workload", w.Name, "duration", w.Duration)
+	res, d, err := runTarget(ctx, t, w)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", system, w.Name, err)
+	}
+	res.System, res.Config = system, config
+	res.NotIdempotent = !t.Idempotent()
+	attrs := []any{"system", system, "workload", w.Name,
+		"adds_per_second", int(res.Rate(loadgen.OpAdd)), "gets_per_second", int(res.Rate(loadgen.OpGet)),
+		"errors", res.Errors(), "checked", res.Checked, "mismatches", res.Mismatches, "excess", res.Excess,
+		"acked_duplicates", res.AckedDuplicates, "check_seconds", res.Waited.Seconds()}
+	if c := res.Convergence; c != nil {
+		attrs = append(attrs, "convergence_sampled", c.Sampled, "convergence_p99", quantile(c.Delays, 0.99),
+			"not_converged", c.NotConverged)
+	}
+	slog.Info("run finished", attrs...)
+
+	if w.OpenLoop {
+		rate := openLoopShare * res.Rate(loadgen.OpGet)
+		slog.Info("open-loop gets", "system", system, "rate", int(rate), "duration", w.Duration)
+		res.OpenLoop = runOpenLoop(ctx, d, rate, w.Duration)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		ol := res.OpenLoop
+		slog.Info("open-loop gets finished", "system", system, "achieved_rate", int(ol.AchievedRate()),
+			"p50", ol.Latency.Quantile(0.5), "p99", ol.Latency.Quantile(0.99), "p999", ol.Latency.Quantile(0.999),
+			"errors", ol.Errors)
+	}
+	rep.Results = append(rep.Results, res)
 	return nil
 }
 

@@ -203,27 +203,31 @@ func buildCounterd(ctx context.Context, root, dir string) (string, error) {
 	return binary, nil
 }
 
-// startCounterd runs `counterd serve` with the default config, its data in a new directory
-// under tmp and Go's profiles served under /debug/pprof/.
-func startCounterd(ctx context.Context, sup *supervisor, binary, tmp string) (*process, string, error) {
+// startCounterd runs `counterd serve` with the default config and Go's profiles served under
+// /debug/pprof/. Its data goes to dataDir, or to a new directory under tmp when dataDir is
+// empty. It returns the address and the data directory.
+func startCounterd(ctx context.Context, sup *supervisor, binary, tmp, dataDir string) (*process, string, string, error) {
 	dir, err := os.MkdirTemp(tmp, "counterd-")
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
+	}
+	if dataDir == "" {
+		dataDir = filepath.Join(dir, "data")
 	}
 	port, err := freePort()
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(binary, "serve", "--listen", addr, "--data-dir", filepath.Join(dir, "data"), "--pprof", "--log-level", "warn")
+	cmd := exec.Command(binary, "serve", "--listen", addr, "--data-dir", dataDir, "--pprof", "--log-level", "warn")
 	p, err := sup.start("counterd", cmd, filepath.Join(dir, "counterd.log"), syscall.SIGTERM)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	if err := waitReady(ctx, p, "http://"+addr+"/readyz", startTimeout); err != nil {
-		return p, "", err
+		return p, "", "", err
 	}
-	return p, addr, nil
+	return p, addr, dataDir, nil
 }
 
 // waitReady polls url until it returns 200, p exits, or timeout passes.

@@ -1,16 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"html"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
+	"slices"
 	"strings"
-	"syscall"
+	"sync"
 	"time"
 
 	"github.com/counterd/counterd/counterd/loadgen"
@@ -31,9 +29,20 @@ type report struct {
 	Versions          []string
 	Configs           []systemConfig
 	Results           []*result
-	ProfilePath       string
-	ProfileTop        string
-	ProfileSeconds    int
+	// Scale is the scale run, when --scale-events enabled it.
+	Scale *scaleResult
+
+	// mu guards Profiles, which the profiling goroutines add to.
+	mu       sync.Mutex
+	Profiles []savedProfile
+}
+
+// addProfile adds p to the report, ordered by its Order.
+func (r *report) addProfile(p savedProfile) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.Profiles = append(r.Profiles, p)
+	slices.SortFunc(r.Profiles, func(a, b savedProfile) int { return a.Order - b.Order })
 }
 
 // systemConfig is the setup of one system as the report states it.
@@ -46,137 +55,6 @@ type systemConfig struct {
 	Client string
 }
 
-// describeMachine returns the CPU, memory and disk of this machine, read from /proc and df.
-// dataDir is where the servers keep their data.
-func describeMachine(dataDir string) []string {
-	lines := []string{fmt.Sprintf("cores: %d (runtime.NumCPU), %s", runtime.NumCPU(), cpuModel())}
-	lines = append(lines, "memory: "+memTotal())
-	out, err := exec.Command("df", "-h", "--output=source,fstype,size,avail", dataDir).Output()
-	if err != nil {
-		lines = append(lines, "disk: df failed: "+err.Error())
-	} else {
-		rows := strings.Split(strings.TrimSpace(string(out)), "\n")
-		fields := strings.Fields(rows[len(rows)-1])
-		if len(fields) == 4 {
-			lines = append(lines, fmt.Sprintf("disk of the data directories (df -h): %s, %s, %s size, %s available",
-				fields[0], fields[1], fields[2], fields[3]))
-		} else {
-			lines = append(lines, "disk of the data directories (df -h): "+strings.Join(fields, " "))
-		}
-	}
-	lines = append(lines, "fsync: "+measureFsync(dataDir))
-	lines = append(lines, "kernel: "+strings.TrimSpace(readFirstLine("/proc/sys/kernel/osrelease")))
-	// The machine may be shared, so the idle share before the run shows whether other
-	// processes competed for the cores.
-	lines = append(lines, "CPU idle over one second before the run (/proc/stat): "+measureIdle(time.Second))
-	return lines
-}
-
-// fsyncSamples is the number of 4 KiB writes, each followed by fdatasync, that measureFsync
-// times.
-const fsyncSamples = 200
-
-// measureFsync times appending 4 KiB to a file in dir and syncing it with fdatasync, the
-// cost behind each synced write, and returns the median and p99.
-func measureFsync(dir string) string {
-	f, err := os.CreateTemp(dir, "fsync-")
-	if err != nil {
-		return "not measured: " + err.Error()
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-
-	block := make([]byte, 4096)
-	h := new(loadgen.Histogram)
-	for range fsyncSamples {
-		start := time.Now()
-		if _, err := f.Write(block); err != nil {
-			return "not measured: " + err.Error()
-		}
-		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
-			return "not measured: " + err.Error()
-		}
-		h.Record(time.Since(start))
-	}
-	return fmt.Sprintf("4 KiB append + fdatasync in the data directory, %d times: median %s ms, p99 %s ms",
-		fsyncSamples, ms(h.Quantile(0.5)), ms(h.Quantile(0.99)))
-}
-
-// measureIdle returns the share of all cores' time spent idle over the interval.
-func measureIdle(interval time.Duration) string {
-	idle0, total0, err := readCPUTimes()
-	if err != nil {
-		return "not measured: " + err.Error()
-	}
-	time.Sleep(interval)
-	idle1, total1, err := readCPUTimes()
-	if err != nil || total1 == total0 {
-		return fmt.Sprintf("not measured: %v", err)
-	}
-	return fmt.Sprintf("%.0f%%", 100*float64(idle1-idle0)/float64(total1-total0))
-}
-
-// readCPUTimes returns the idle and total jiffies of all cores from the first line of
-// /proc/stat. Idle includes iowait.
-func readCPUTimes() (idle, total uint64, err error) {
-	fields := strings.Fields(readFirstLine("/proc/stat"))
-	if len(fields) < 6 || fields[0] != "cpu" {
-		return 0, 0, fmt.Errorf("unexpected first line of /proc/stat: %q", strings.Join(fields, " "))
-	}
-	for i, field := range fields[1:] {
-		var v uint64
-		if _, err := fmt.Sscan(field, &v); err != nil {
-			return 0, 0, fmt.Errorf("invalid /proc/stat field %q: %w", field, err)
-		}
-		total += v
-		// Fields 4 and 5 of the cpu line are idle and iowait.
-		if i == 3 || i == 4 {
-			idle += v
-		}
-	}
-	return idle, total, nil
-}
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "CPU model unknown"
-	}
-	defer f.Close()
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		if name, value, ok := strings.Cut(scanner.Text(), ":"); ok && strings.TrimSpace(name) == "model name" {
-			return strings.TrimSpace(value)
-		}
-	}
-	return "CPU model unknown"
-}
-
-func memTotal() string {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return "unknown"
-	}
-	defer f.Close()
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		var kib int64
-		if _, err := fmt.Sscanf(scanner.Text(), "MemTotal: %d kB", &kib); err == nil {
-			return fmt.Sprintf("%.1f GiB (MemTotal in /proc/meminfo)", float64(kib)/(1<<20))
-		}
-	}
-	return "unknown"
-}
-
-func readFirstLine(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "unknown"
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	return line
-}
-
 // write renders the plot into artifacts and replaces the generated section of outPath.
 func (r *report) write(outPath, artifacts string) error {
 	plotPath := filepath.Join(artifacts, "throughput-p99.svg")
@@ -187,7 +65,7 @@ func (r *report) write(outPath, artifacts string) error {
 	if err := r.writeJSON(jsonPath); err != nil {
 		return err
 	}
-	section := r.markdown(relPath(outPath, plotPath), relPath(outPath, r.ProfilePath), relPath(outPath, jsonPath))
+	section := r.markdown(outPath, relPath(outPath, plotPath), relPath(outPath, jsonPath))
 
 	old, err := os.ReadFile(outPath)
 	if err != nil && !os.IsNotExist(err) {
@@ -221,8 +99,8 @@ func relPath(from, to string) string {
 	return filepath.ToSlash(rel)
 }
 
-// markdown returns the generated section, markers included.
-func (r *report) markdown(plot, profile, results string) string {
+// markdown returns the generated section, markers included. Links are relative to outPath.
+func (r *report) markdown(outPath, plot, results string) string {
 	var b strings.Builder
 	fmt.Fprintln(&b, beginMarker)
 	fmt.Fprintf(&b, "## Results of %s\n\n", r.Started.Format("2006-01-02 15:04 UTC"))
@@ -287,6 +165,10 @@ func (r *report) markdown(plot, profile, results string) string {
 	fmt.Fprintf(&b, "![adds and gets per second and p99 latency per system](%s)\n\n", plot)
 	fmt.Fprintf(&b, "The same figures, for comparison with later runs: [%s](%s).\n\n", filepath.Base(results), results)
 
+	r.writeOpenLoop(&b)
+	r.writeConvergence(&b)
+	r.writeScale(&b)
+
 	fmt.Fprintln(&b, "### Configuration")
 	fmt.Fprintln(&b)
 	for _, c := range r.Configs {
@@ -304,10 +186,7 @@ func (r *report) markdown(plot, profile, results string) string {
 		}
 	}
 
-	if r.ProfileTop != "" {
-		fmt.Fprintf(&b, "### CPU profile of counterd\n\n%d seconds of the 90%% adds run, saved as [%s](%s); `go tool pprof -top`:\n\n```\n%s\n```\n",
-			r.ProfileSeconds, filepath.Base(profile), profile, strings.TrimSpace(r.ProfileTop))
-	}
+	r.writeProfiles(&b, outPath)
 	fmt.Fprint(&b, endMarker)
 	return b.String()
 }
@@ -328,6 +207,10 @@ type runSummary struct {
 	NotIdempotent   bool               `json:"notIdempotent,omitempty"`
 	AckedDuplicates int64              `json:"ackedDuplicates"`
 	Excess          int64              `json:"excess"`
+	// CheckSeconds is how long the final check took, convergence included.
+	CheckSeconds float64             `json:"checkSeconds"`
+	Convergence  *convergenceSummary `json:"convergence,omitempty"`
+	OpenLoop     *openLoopSummary    `json:"openLoop,omitempty"`
 }
 
 // writeJSON saves the results with the command, machine and versions to path.
@@ -339,6 +222,8 @@ func (r *report) writeJSON(path string) error {
 			PerSecond: map[string]float64{}, P50: map[string]float64{}, P99: map[string]float64{},
 			Errors: res.Errors(), Checked: res.Checked, Mismatches: res.Mismatches, Ambiguous: res.Ambiguous,
 			NotIdempotent: res.NotIdempotent, AckedDuplicates: res.AckedDuplicates, Excess: res.Excess,
+			CheckSeconds: res.Waited.Seconds(),
+			Convergence:  res.Convergence.summary(), OpenLoop: res.OpenLoop.summary(),
 		}
 		for op, stats := range res.Ops {
 			if stats.Count == 0 {
@@ -350,10 +235,18 @@ func (r *report) writeJSON(path string) error {
 		}
 		runs = append(runs, run)
 	}
-	out, err := json.MarshalIndent(map[string]any{
+	profiles := make([]profileSummary, 0, len(r.Profiles))
+	for _, p := range r.Profiles {
+		profiles = append(profiles, profileSummary{Title: p.Title, File: filepath.Base(p.Path), Seconds: p.Seconds})
+	}
+	doc := map[string]any{
 		"command": strings.TrimSpace(r.Command), "started": r.Started, "machine": r.Machine,
-		"versions": r.Versions, "runs": runs,
-	}, "", "  ")
+		"versions": r.Versions, "runs": runs, "profiles": profiles,
+	}
+	if r.Scale != nil {
+		doc["scale"] = r.Scale.summary(r.smallRunAdds())
+	}
+	out, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -56,7 +57,7 @@ func newRedisTarget(ctx context.Context, addr string, poolSize int, idempotent b
 	return &redisTarget{client: client, idempotent: idempotent}, nil
 }
 
-func (r *redisTarget) Add(ctx context.Context, counter, token string, delta int64) error {
+func (r *redisTarget) Add(ctx context.Context, counter, token string, _ time.Time, delta int64) error {
 	if !r.idempotent {
 		return r.client.IncrBy(ctx, "c:"+counter, delta).Err()
 	}
@@ -156,7 +157,7 @@ func newPostgresTarget(ctx context.Context, url string, poolSize int) (*postgres
 	return &postgresTarget{pool: pool}, nil
 }
 
-func (p *postgresTarget) Add(ctx context.Context, counter, token string, delta int64) error {
+func (p *postgresTarget) Add(ctx context.Context, counter, token string, _ time.Time, delta int64) error {
 	_, err := p.pool.Exec(ctx, postgresAdd, token, counter, delta)
 	return err
 }

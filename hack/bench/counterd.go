@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/counterd/counterd/counterd/client"
+	"github.com/counterd/counterd/counterd/config"
+)
+
+// counterdTarget sends the workload to counterd through one counterd/client shared by every
+// worker, with the token and generation time that counterd/loadgen sends.
+type counterdTarget struct {
+	client    *client.Client
+	namespace string
+}
+
+// newCounterdTarget returns a target for the server at addr, serving the default namespace.
+func newCounterdTarget(addr string) (*counterdTarget, error) {
+	c, err := client.New(addr)
+	if err != nil {
+		return nil, fmt.Errorf("create a counterd client for %s: %w", addr, err)
+	}
+	return &counterdTarget{client: c, namespace: config.DefaultNamespace}, nil
+}
+
+func (c *counterdTarget) Add(ctx context.Context, counter, token string, generated time.Time, delta int64) error {
+	return c.client.Add(ctx, c.namespace, counter, delta, client.WithToken(token), client.WithGenerationTime(generated))
+}
+
+func (c *counterdTarget) Get(ctx context.Context, counter string) (int64, error) {
+	return c.client.Get(ctx, c.namespace, counter)
+}
+
+// ReadAll gets the counters with concurrency requests in flight and returns the first error.
+func (c *counterdTarget) ReadAll(ctx context.Context, counters []string) ([]int64, error) {
+	readings := readCounters(ctx, c, counters, concurrency)
+	values := make([]int64, len(counters))
+	for k, r := range readings {
+		if r.err != nil {
+			return nil, fmt.Errorf("get %s: %w", counters[k], r.err)
+		}
+		values[k] = r.value
+	}
+	return values, nil
+}
+
+func (c *counterdTarget) Idempotent() bool { return true }
+
+func (c *counterdTarget) MaybeApplied(err error) bool { return client.MaybeApplied(err) }
+
+// AcceptLimit returns the default namespace's accept limit, because the harness starts
+// counterd without a config file.
+func (c *counterdTarget) AcceptLimit() time.Duration { return config.DefaultAcceptLimit }
+
+// profileSpec is one profile that the harness fetches from counterd's /debug/pprof/.
+type profileSpec struct {
+	// Endpoint is the path under /debug/pprof/, "profile" for CPU or "allocs".
+	Endpoint string
+	File     string
+	Title    string
+	// Order places the profile in the report.
+	Order int
+	// TopArgs are extra arguments of go tool pprof -top, such as the sample type.
+	TopArgs []string
+}
+
+// savedProfile is a profile saved next to the results, with its top entries.
+type savedProfile struct {
+	Order   int
+	Title   string
+	Path    string
+	Seconds int
+	Top     string
+}
+
+// profilesFor returns the profiles to take during workload number i: a CPU and an allocation
+// profile of the write-heavy run and a CPU profile of the read-heavy run.
+func profilesFor(i int) []profileSpec {
+	switch i {
+	case 0:
+		return []profileSpec{
+			{Endpoint: "profile", File: "counterd-cpu.pprof", Title: "CPU, 90% adds run", Order: 0},
+			{Endpoint: "allocs", File: "counterd-allocs.pprof", Title: "allocations, 90% adds run", Order: 1,
+				TopArgs: []string{"-sample_index=alloc_space"}},
+		}
+	case 1:
+		return []profileSpec{{Endpoint: "profile", File: "counterd-cpu-read-heavy.pprof", Title: "CPU, 90% gets run", Order: 2}}
+	}
+	return nil
+}
+
+// runCounterd starts counterd, runs each workload through the harness's driver
+// and takes the profiles of profilesFor during the runs.
+func runCounterd(ctx context.Context, sup *supervisor, binary, tmp, artifacts string, loads []workload, rep *report) error {
+	p, addr, _, err := startCounterd(ctx, sup, binary, tmp, "")
+	if err != nil {
+		return err
+	}
+	defer sup.stop(p)
+	rep.Configs = append(rep.Configs, systemConfig{
+		System: sysCounterd,
+		Lines: []string{
+			"`counterd serve --listen " + addr + " --data-dir TMP --pprof --log-level warn`, no config file: " +
+				"namespace `default`, EventuallyConsistent, accept limit " + config.DefaultAcceptLimit.String() +
+				", every add synced before it is acknowledged (group commit)",
+		},
+		Client: "the harness's driver with one counterd/client (Connect over HTTP/2 cleartext) shared by the 64 workers; " +
+			"each add carries its token and generation time, the same for both copies of a re-sent add, as counterd/loadgen sends them",
+	})
+	t, err := newCounterdTarget(addr)
+	if err != nil {
+		return err
+	}
+
+	for i, w := range loads {
+		specs := profilesFor(i)
+		profiles := make(chan error, len(specs))
+		for _, spec := range specs {
+			go func() { profiles <- saveProfile(ctx, addr, binary, artifacts, spec, w.Duration, rep) }()
+		}
+		err := runWorkload(ctx, t, sysCounterd, "standalone, synced adds", w, rep)
+		for range specs {
+			if perr := <-profiles; perr != nil {
+				slog.Warn("profile failed", "workload", w.Name, "err", perr)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// saveProfile fetches a profile of counterd that starts a quarter into a run of length
+// duration and ends before the run's load phase does: a CPU profile, or the allocations made
+// in that interval. It saves the profile in artifacts and adds it with its top entries to rep.
+func saveProfile(ctx context.Context, addr, binary, artifacts string, spec profileSpec, duration time.Duration, rep *report) error {
+	seconds := min(maxProfileSeconds, int(duration.Seconds()/2))
+	if seconds < 1 {
+		return fmt.Errorf("run of %v is too short for a profile of at least one second", duration)
+	}
+	select {
+	case <-time.After(duration / 4):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+
+	url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, spec.Endpoint, seconds)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s returned %s", url, resp.Status)
+	}
+
+	path := filepath.Join(artifacts, spec.File)
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=25"}, spec.TopArgs...)
+	args = append(args, binary, path)
+	top, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof -top %s failed: %w\n%s", path, err, top)
+	}
+	rep.addProfile(savedProfile{Order: spec.Order, Title: spec.Title, Path: path, Seconds: seconds, Top: string(top)})
+	return nil
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/counterd/counterd/counterd/loadgen"
+)
+
+func TestParseProcStatus(t *testing.T) {
+	status := "Name:\tcounterd\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nThreads:\t12\n"
+	s, err := parseProcStatus(strings.NewReader(status))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.rss != 100<<20 {
+		t.Errorf("rss = %d, want 100 MiB", s.rss)
+	}
+	if s.peak != 200<<20 {
+		t.Errorf("peak = %d, want 200 MiB", s.peak)
+	}
+}
+
+func TestParseProcStatusMissingField(t *testing.T) {
+	if _, err := parseProcStatus(strings.NewReader("VmRSS:\t1 kB\n")); err == nil {
+		t.Error("no error for a status without VmHWM")
+	}
+}
+
+func TestReadProcStatusOfSelf(t *testing.T) {
+	s, err := readProcStatus(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.rss == 0 || s.peak < s.rss {
+		t.Errorf("rss %d, peak %d: want a positive rss at most the peak", s.rss, s.peak)
+	}
+}
+
+func TestScaleLedgerSample(t *testing.T) {
+	for _, counters := range []int{40, 100000} {
+		t.Run(fmt.Sprint(counters), func(t *testing.T) {
+			l := newScaleLedger(counters)
+			for i := 0; i < counters; i += 2 {
+				l.sums[i].Add(1)
+			}
+			l.markAmbiguous(0)
+			sample := l.sample(mrand.New(mrand.NewPCG(1, 2)), 10)
+			if len(sample) != 10 {
+				t.Fatalf("sample has %d counters, want 10", len(sample))
+			}
+			seen := map[int]bool{}
+			for _, i := range sample {
+				if seen[i] {
+					t.Errorf("counter %d drawn twice", i)
+				}
+				seen[i] = true
+				if i%2 != 0 || i == 0 {
+					t.Errorf("counter %d drawn, which has no acknowledged add or is ambiguous", i)
+				}
+			}
+		})
+	}
+}
+
+func TestScaleLedgerAmbiguousBits(t *testing.T) {
+	l := newScaleLedger(130)
+	l.markAmbiguous(64)
+	l.markAmbiguous(129)
+	for i := range 130 {
+		want := i == 64 || i == 129
+		if l.isAmbiguous(i) != want {
+			t.Errorf("isAmbiguous(%d) = %v, want %v", i, !want, want)
+		}
+	}
+}
+
+func TestMeasureDisk(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]int{"000001.sst": 5000, "000002.log": 3000, "MANIFEST-000001": 100}
+	for name, size := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), make([]byte, size), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := measureDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Files != 3 {
+		t.Errorf("Files = %d, want 3", u.Files)
+	}
+	if u.SSTableBytes != 5000 {
+		t.Errorf("SSTableBytes = %d, want 5000", u.SSTableBytes)
+	}
+	if u.WALBytes < 3000 {
+		t.Errorf("WALBytes = %d, want at least the log's 3000 bytes", u.WALBytes)
+	}
+	if u.Bytes < 8100 {
+		t.Errorf("Bytes = %d, want at least the 8100 bytes written", u.Bytes)
+	}
+}
+
+func TestCompactStoreKeepsData(t *testing.T) {
+	dir := t.TempDir()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		key := fmt.Appendf(nil, "k%05d", i)
+		if err := db.Set(key, []byte("v"), pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			if err := db.Delete(key, pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := compactStore(context.Background(), dir); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	iter, err := db.NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iter.Close()
+	var keys int
+	for iter.First(); iter.Valid(); iter.Next() {
+		keys++
+	}
+	if keys != 500 {
+		t.Errorf("%d keys after compaction, want the 500 not deleted", keys)
+	}
+	if l0 := db.Metrics().Levels[0].TablesCount; l0 != 0 {
+		t.Errorf("%d sstables left in L0, want none after a full compaction", l0)
+	}
+}
+
+func TestCompactStoreEmpty(t *testing.T) {
+	if err := compactStore(context.Background(), t.TempDir()); err != nil {
+		t.Errorf("compactStore of an empty directory: %v", err)
+	}
+}
+
+func TestWriteScaleFoldsLongTable(t *testing.T) {
+	for _, rows := range []int{3, maxOpenRows + 1} {
+		s := &scaleResult{Events: 10, Counters: 5, CounterName: "bench-x-4", Acked: 10, AddLatency: new(loadgen.Histogram)}
+		for i := range rows {
+			s.Intervals = append(s.Intervals, scaleIntervalStats{End: time.Duration(i+1) * scaleInterval, Length: scaleInterval, Acked: 1})
+		}
+		var b strings.Builder
+		(&report{Scale: s}).writeScale(&b)
+
+		folded := strings.Contains(b.String(), "<details>")
+		if folded != (rows > maxOpenRows) {
+			t.Errorf("%d rows: folded = %v, want %v", rows, folded, rows > maxOpenRows)
+		}
+		if got := strings.Count(b.String(), "\n| "); got < rows+3 {
+			t.Errorf("%d rows: %d table lines, want the rows plus the targets table", rows, got)
+		}
+	}
+}

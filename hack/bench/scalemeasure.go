@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+)
+
+// procStatus holds the memory fields of /proc/PID/status, in bytes.
+type procStatus struct {
+	// rss is VmRSS, the resident set size now, and peak is VmHWM, its maximum so far.
+	rss, peak uint64
+}
+
+func readProcStatus(pid int) (procStatus, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return procStatus{}, err
+	}
+	defer f.Close()
+	return parseProcStatus(f)
+}
+
+// parseProcStatus reads VmRSS and VmHWM, which the kernel gives in kB (KiB).
+func parseProcStatus(r io.Reader) (procStatus, error) {
+	var s procStatus
+	var found int
+	scanner := bufio.NewScanner(r)
+	for scanner.Scan() {
+		name, value, ok := strings.Cut(scanner.Text(), ":")
+		if !ok || (name != "VmRSS" && name != "VmHWM") {
+			continue
+		}
+		fields := strings.Fields(value)
+		if len(fields) != 2 || fields[1] != "kB" {
+			return s, fmt.Errorf("invalid %s line in /proc status: %q", name, scanner.Text())
+		}
+		kib, err := strconv.ParseUint(fields[0], 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("invalid %s value %q: %w", name, fields[0], err)
+		}
+		if name == "VmRSS" {
+			s.rss = kib * 1024
+		} else {
+			s.peak = kib * 1024
+		}
+		found++
+	}
+	if err := scanner.Err(); err != nil {
+		return s, err
+	}
+	if found != 2 {
+		return s, fmt.Errorf("VmRSS or VmHWM missing from /proc status")
+	}
+	return s, nil
+}
+
+// diskUsage is the size of a data directory.
+type diskUsage struct {
+	// Bytes is the space allocated to every file, as du counts it (st_blocks of 512 bytes).
+	Bytes uint64
+	// SSTableBytes is the apparent size of Pebble's sstables, the *.sst files, and WALBytes
+	// the space allocated to its write-ahead logs, the *.log files, which Pebble may
+	// preallocate and keep for reuse.
+	SSTableBytes uint64
+	WALBytes     uint64
+	Files        int
+}
+
+// measureDisk sums the files under dir.
+func measureDisk(dir string) (diskUsage, error) {
+	var u diskUsage
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		u.Files++
+		allocated := uint64(info.Size())
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			allocated = uint64(st.Blocks) * 512
+		}
+		u.Bytes += allocated
+		switch filepath.Ext(path) {
+		case ".sst":
+			u.SSTableBytes += uint64(info.Size())
+		case ".log":
+			u.WALBytes += allocated
+		}
+		return nil
+	})
+	if err != nil {
+		return u, fmt.Errorf("measure the disk usage of %s: %w", dir, err)
+	}
+	return u, nil
+}
+
+// compactStore opens the Pebble database of a stopped counterd in dir and compacts its whole
+// key range, so that the size afterwards excludes overwritten and deleted entries.
+//
+// NOTE: the options mirror those of pebblestore.Open (10-bit Bloom filters on every level), so
+// that the compaction writes sstables like counterd's own. Keep them in step.
+func compactStore(ctx context.Context, dir string) error {
+	cache := pebble.NewCache(128 << 20)
+	defer cache.Unref()
+	opts := &pebble.Options{Cache: cache, Logger: pebbleLogger{}}
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return fmt.Errorf("open the store in %s for compaction: %w", dir, err)
+	}
+	first, last, err := keyRange(db)
+	if err == nil && first != nil {
+		// Compact's end is exclusive, and last+0x00 is the least key after last.
+		err = db.Compact(ctx, first, append(last, 0), true)
+	}
+	if closeErr := db.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return fmt.Errorf("compact the store in %s: %w", dir, err)
+	}
+	return nil
+}
+
+// keyRange returns the first and last keys of db, or nil for an empty database.
+func keyRange(db *pebble.DB) (first, last []byte, err error) {
+	iter, err := db.NewIter(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if iter.First() {
+		first = append([]byte(nil), iter.Key()...)
+	}
+	if iter.Last() {
+		last = append([]byte(nil), iter.Key()...)
+	}
+	return first, last, iter.Close()
+}
+
+// pebbleLogger drops Pebble's informational messages and logs its errors.
+type pebbleLogger struct{}
+
+func (pebbleLogger) Infof(string, ...any) {}
+
+func (pebbleLogger) Errorf(format string, args ...any) {
+	slog.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+
+// Fatalf exits, as Pebble's default logger does: Pebble calls it only on corruption it cannot
+// continue from. The harness's children are stopped by then, because compaction runs on a
+// stopped counterd.
+func (pebbleLogger) Fatalf(format string, args ...any) {
+	slog.Error("pebble fatal: " + fmt.Sprintf(format, args...))
+	os.Exit(1)
+}
