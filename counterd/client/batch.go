@@ -16,7 +16,7 @@ import (
 // Default batching limits. The server accepts at most 1,000 items per batch request.
 const (
 	DefaultBatchItems    = 500
-	DefaultBatchRequests = 4
+	DefaultBatchRequests = 2
 	maxBatchItems        = 1000
 )
 
