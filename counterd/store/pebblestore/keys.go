@@ -1,11 +1,13 @@
 package pebblestore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/zeebo/xxh3"
 
 	"github.com/counterd/counterd/counterd/store"
@@ -36,6 +38,36 @@ const (
 	tagSweepMark  = 'm'
 	tagSweep      = 's'
 )
+
+// comparer orders keys bytewise, as Pebble's default comparer does. Its Split makes an event
+// key's prefix the counter's part of the key ('e' ns 0 counter 0), and every other key its own
+// prefix, so that the Bloom filters of the sstables also answer whether a file holds events of
+// a counter, and a prefix seek over one counter's events skips the files that hold none.
+// Pebble records the comparer's name in the database, so a database written with another
+// Split is not opened by mistake.
+var comparer = func() *pebble.Comparer {
+	c := *pebble.DefaultComparer
+	c.Name = "counterd.pebblestore.v1"
+	c.Split = splitKey
+	return &c
+}()
+
+// splitKey returns the length of the prefix of key for Bloom filters: up to the counter's zero
+// byte for an event key, the whole key otherwise.
+func splitKey(key []byte) int {
+	if len(key) == 0 || key[0] != tagEvent {
+		return len(key)
+	}
+	ns := bytes.IndexByte(key[1:], 0)
+	if ns < 0 {
+		return len(key)
+	}
+	counter := bytes.IndexByte(key[2+ns:], 0)
+	if counter < 0 {
+		return len(key)
+	}
+	return 2 + ns + counter + 1
+}
 
 // tokenHashLen is the length of the token hash in event and token keys. XXH3-128 keeps keys
 // short whatever the token length; a collision between two tokens of one counter would need

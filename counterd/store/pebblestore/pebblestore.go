@@ -108,16 +108,7 @@ func Open(dir string, opts store.Options, logger *slog.Logger) (*Store, error) {
 
 	blockCache := pebble.NewCache(blockCacheBytes)
 	defer blockCache.Unref()
-	popts := &pebble.Options{
-		Logger:       pebbleLogger{logger},
-		Cache:        blockCache,
-		MemTableSize: memTableBytes,
-	}
-	// Every append looks up its token, and almost every token is new: Bloom filters let such
-	// a lookup skip the sstables instead of reading a block from each level.
-	for i := range popts.Levels {
-		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
+	popts := pebbleOptions(blockCache, logger)
 	db, err := pebble.Open(dir, popts)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		return nil, fmt.Errorf("failed to open the embedded store in %s: another process is using it; stop that process or pass another --data-dir", dir)
@@ -139,6 +130,44 @@ func Open(dir string, opts store.Options, logger *slog.Logger) (*Store, error) {
 		go s.commitLoop(i)
 	}
 	return s, nil
+}
+
+// pebbleOptions returns the options of every open of the database.
+func pebbleOptions(blockCache *pebble.Cache, logger *slog.Logger) *pebble.Options {
+	popts := &pebble.Options{
+		Comparer:     comparer,
+		Logger:       pebbleLogger{logger},
+		Cache:        blockCache,
+		MemTableSize: memTableBytes,
+	}
+	// Every append looks up its token, and almost every token is new; a rollup seeks the
+	// events of one counter. Bloom filters, over whole keys for tokens and over the counter
+	// for events (see comparer), let both skip the sstables that lack the key or the counter
+	// instead of reading a block from each level.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	return popts
+}
+
+// Compact compacts the whole database in dir, which no process may have open, so that its
+// size on disk leaves out overwritten and deleted entries.
+func Compact(ctx context.Context, dir string, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	blockCache := pebble.NewCache(blockCacheBytes)
+	defer blockCache.Unref()
+	db, err := pebble.Open(dir, pebbleOptions(blockCache, logger))
+	if err != nil {
+		return fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)
+	}
+	// Every key starts with a tag byte below 0xff.
+	err = db.Compact(ctx, []byte{0}, []byte{0xff}, true)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Stats returns the store's cumulative counts.
@@ -424,7 +453,9 @@ func (s *Store) ScanEvents(ctx context.Context, key store.Key, after, upTo int64
 	defer it.Close()
 
 	prefixLen := len(lower) - 8
-	for valid := it.First(); valid; valid = it.Next() {
+	// A prefix seek stays within the counter's events and skips the sstables whose Bloom
+	// filter rules the counter out.
+	for valid := it.SeekPrefixGE(lower); valid; valid = it.Next() {
 		k := it.Key()
 		t := timeFromInverted(binary.BigEndian.Uint64(k[prefixLen:]))
 		v, err := it.ValueAndErr()
@@ -454,11 +485,33 @@ func (s *Store) OldestEventAfter(ctx context.Context, key store.Key, after int64
 		return 0, false, err
 	}
 	defer it.Close()
+	// The events after `after` come first, newest first. Most counters have none or a few, so
+	// a prefix seek, which skips the sstables without the counter, and a few steps find the
+	// oldest of them; a counter with more is read backwards from the bound.
+	var oldest []byte
+	valid := it.SeekPrefixGE(prefix)
+	for range oldestEventSteps {
+		if !valid {
+			if oldest == nil {
+				return 0, false, it.Error()
+			}
+			return timeFromInverted(binary.BigEndian.Uint64(oldest[len(prefix):])), true, nil
+		}
+		oldest = append(oldest[:0], it.Key()...)
+		valid = it.Next()
+	}
+	if err := it.Error(); err != nil {
+		return 0, false, err
+	}
 	if !it.Last() {
 		return 0, false, it.Error()
 	}
 	return timeFromInverted(binary.BigEndian.Uint64(it.Key()[len(prefix):])), true, nil
 }
+
+// oldestEventSteps is how many events OldestEventAfter reads forwards before it seeks from the
+// other end.
+const oldestEventSteps = 8
 
 // ReadCheckpoint implements store.RollupStore. LastWriteTime comes from the newest event in the
 // log, which is the first key of the counter's events.
@@ -476,7 +529,7 @@ func (s *Store) ReadCheckpoint(ctx context.Context, key store.Key) (store.Checkp
 		return store.Checkpoint{}, err
 	}
 	defer it.Close()
-	if it.First() {
+	if it.SeekPrefixGE(prefix) {
 		cp.LastWriteTime = timeFromInverted(binary.BigEndian.Uint64(it.Key()[len(prefix):]))
 	}
 	return cp, it.Error()
