@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/counterd/counterd/counterd/loadgen"
 )
 
@@ -106,53 +104,6 @@ func TestMeasureDisk(t *testing.T) {
 	}
 	if u.Bytes < 8100 {
 		t.Errorf("Bytes = %d, want at least the 8100 bytes written", u.Bytes)
-	}
-}
-
-func TestCompactStoreKeepsData(t *testing.T) {
-	dir := t.TempDir()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 1000 {
-		key := fmt.Appendf(nil, "k%05d", i)
-		if err := db.Set(key, []byte("v"), pebble.NoSync); err != nil {
-			t.Fatal(err)
-		}
-		if i%2 == 0 {
-			if err := db.Delete(key, pebble.NoSync); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	if err := compactStore(context.Background(), dir); err != nil {
-		t.Fatal(err)
-	}
-
-	db, err = pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	iter, err := db.NewIter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer iter.Close()
-	var keys int
-	for iter.First(); iter.Valid(); iter.Next() {
-		keys++
-	}
-	if keys != 500 {
-		t.Errorf("%d keys after compaction, want the 500 not deleted", keys)
-	}
-	if l0 := db.Metrics().Levels[0].TablesCount; l0 != 0 {
-		t.Errorf("%d sstables left in L0, want none after a full compaction", l0)
 	}
 }
 

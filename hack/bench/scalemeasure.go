@@ -13,8 +13,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/counterd/counterd/counterd/store/pebblestore"
 )
 
 // procStatus holds the memory fields of /proc/PID/status, in bytes.
@@ -109,64 +108,11 @@ func measureDisk(dir string) (diskUsage, error) {
 	return u, nil
 }
 
-// compactStore opens the Pebble database of a stopped counterd in dir and compacts its whole
-// key range, so that the size afterwards excludes overwritten and deleted entries.
-//
-// NOTE: the options mirror those of pebblestore.Open (10-bit Bloom filters on every level), so
-// that the compaction writes sstables like counterd's own. Keep them in step.
+// compactStore compacts the Pebble database of a stopped counterd in dir with the store's own
+// options, so that the size afterwards excludes overwritten and deleted entries.
 func compactStore(ctx context.Context, dir string) error {
-	cache := pebble.NewCache(128 << 20)
-	defer cache.Unref()
-	opts := &pebble.Options{Cache: cache, Logger: pebbleLogger{}}
-	for i := range opts.Levels {
-		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
-	db, err := pebble.Open(dir, opts)
-	if err != nil {
-		return fmt.Errorf("open the store in %s for compaction: %w", dir, err)
-	}
-	first, last, err := keyRange(db)
-	if err == nil && first != nil {
-		// Compact's end is exclusive, and last+0x00 is the least key after last.
-		err = db.Compact(ctx, first, append(last, 0), true)
-	}
-	if closeErr := db.Close(); err == nil {
-		err = closeErr
-	}
-	if err != nil {
+	if err := pebblestore.Compact(ctx, dir, slog.Default()); err != nil {
 		return fmt.Errorf("compact the store in %s: %w", dir, err)
 	}
 	return nil
-}
-
-// keyRange returns the first and last keys of db, or nil for an empty database.
-func keyRange(db *pebble.DB) (first, last []byte, err error) {
-	iter, err := db.NewIter(nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	if iter.First() {
-		first = append([]byte(nil), iter.Key()...)
-	}
-	if iter.Last() {
-		last = append([]byte(nil), iter.Key()...)
-	}
-	return first, last, iter.Close()
-}
-
-// pebbleLogger drops Pebble's informational messages and logs its errors.
-type pebbleLogger struct{}
-
-func (pebbleLogger) Infof(string, ...any) {}
-
-func (pebbleLogger) Errorf(format string, args ...any) {
-	slog.Error("pebble: " + fmt.Sprintf(format, args...))
-}
-
-// Fatalf exits, as Pebble's default logger does: Pebble calls it only on corruption it cannot
-// continue from. The harness's children are stopped by then, because compaction runs on a
-// stopped counterd.
-func (pebbleLogger) Fatalf(format string, args ...any) {
-	slog.Error("pebble fatal: " + fmt.Sprintf(format, args...))
-	os.Exit(1)
 }

@@ -153,3 +153,38 @@ func TestSweepMarkDropsSweptEntries(t *testing.T) {
 		t.Fatalf("a mark of another shard changed the index to slices %v, want [0 1]", got)
 	}
 }
+
+func TestCompactKeepsEvents(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := pebblestore.Open(dir, storetest.Options(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := store.Key{Namespace: storetest.Namespace, Counter: "kept"}
+	for i := range int64(100) {
+		if _, err := s.Append(ctx, []store.Event{{Key: k, Time: 10 + i, Token: fmt.Sprint(i), Kind: store.KindAdd, Delta: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pebblestore.Compact(ctx, dir, nil); err != nil {
+		t.Fatalf("Compact: %v", err)
+	}
+	s, err = pebblestore.Open(dir, storetest.Options(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var sum, n int64
+	err = s.ScanEvents(ctx, k, 0, 1000, func(e store.Event) bool {
+		sum += e.Delta
+		n++
+		return true
+	})
+	if err != nil || n != 100 || sum != 4950 {
+		t.Fatalf("after Compact: %d events summing to %d (%v), want 100 summing to 4950", n, sum, err)
+	}
+}
