@@ -291,6 +291,22 @@ func testOldestEventAfter(t *testing.T, s store.Store) {
 			t.Errorf("OldestEventAfter(%d) = %d, %v, %v; want %d, %v", tc.after-base, got-base, ok, err, tc.want-base, tc.wantOK)
 		}
 	}
+
+	// A store may look for the oldest event differently when many events come after it.
+	var many []store.Event
+	for i := range int64(40) {
+		many = append(many, add("many", base+1+i, fmt.Sprint(i), 1))
+	}
+	mustAppend(t, s, many...)
+	for _, after := range []int64{base, base + 3, base + 30, base + 39} {
+		got, ok, err := s.OldestEventAfter(ctx, key("many"), after)
+		if err != nil || !ok || got != after+1 {
+			t.Errorf("OldestEventAfter(%d) of 40 events = %d, %v, %v; want %d", after-base, got-base, ok, err, after+1-base)
+		}
+	}
+	if _, ok, err := s.OldestEventAfter(ctx, key("many"), base+40); err != nil || ok {
+		t.Errorf("OldestEventAfter after the newest of 40 events: found=%v err=%v", ok, err)
+	}
 }
 
 func testCheckpointLastWriterWins(t *testing.T, s store.Store) {
