@@ -10,6 +10,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -409,19 +410,46 @@ func (s *Store) commitGroup(memo *writtenMemo, group []*appendRequest) error {
 }
 
 func (s *Store) readToken(tk []byte, e *store.Event) (store.Event, bool, error) {
-	v, closer, err := s.db.Get(tk)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return store.Event{}, false, nil
-	}
+	var t int64
+	var kind store.Kind
+	var delta int64
+	found, err := s.get(context.Background(), tk, func(v []byte) (err error) {
+		t, kind, delta, err = decodeTokenValue(v)
+		return err
+	})
 	if err != nil {
 		return store.Event{}, false, fmt.Errorf("failed to read idempotency token: %w", err)
 	}
-	defer closer.Close()
-	t, kind, delta, err := decodeTokenValue(v)
-	if err != nil {
-		return store.Event{}, false, err
+	if !found {
+		return store.Event{}, false, nil
 	}
 	return store.Event{Key: e.Key, Time: t, Token: e.Token, Kind: kind, Delta: delta}, true, nil
+}
+
+// counterScoped are the options of iterators over one key or one counter's events. They
+// consult the Bloom filters of L6 too, which Pebble skips by default because they are large.
+// Here almost every lookup is for a token or a counter that most sstables lack, and the bottom
+// level holds most of them, so the filters save a data block read per lookup.
+var counterScoped = pebble.IterOptions{UseL6Filters: true}
+
+// get calls fn with the value of key and reports whether it was found. Unlike DB.Get, which
+// reads a data block of every L6 sstable whose range covers key, it consults the sstables'
+// Bloom filters on every level.
+func (s *Store) get(ctx context.Context, key []byte, fn func(value []byte) error) (bool, error) {
+	opts := counterScoped
+	it, err := s.db.NewIterWithContext(ctx, &opts)
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	if !it.SeekPrefixGE(key) || !bytes.Equal(it.Key(), key) {
+		return false, it.Error()
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return false, err
+	}
+	return true, fn(v)
 }
 
 // LookupToken implements store.EventLog.
@@ -446,7 +474,9 @@ func (s *Store) ScanEvents(ctx context.Context, key store.Key, after, upTo int64
 	// Events at exactly `after` are excluded: their keys start with eventBound(after), which
 	// sorts after every key of a newer event.
 	upper := eventBound(nil, key, after)
-	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	opts := counterScoped
+	opts.LowerBound, opts.UpperBound = lower, upper
+	it, err := s.db.NewIterWithContext(ctx, &opts)
 	if err != nil {
 		return err
 	}
@@ -480,7 +510,9 @@ func (s *Store) OldestEventAfter(ctx context.Context, key store.Key, after int64
 	}
 	prefix := counterPrefix(nil, tagEvent, key)
 	upper := eventBound(nil, key, after)
-	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	opts := counterScoped
+	opts.LowerBound, opts.UpperBound = prefix, upper
+	it, err := s.db.NewIterWithContext(ctx, &opts)
 	if err != nil {
 		return 0, false, err
 	}
@@ -524,7 +556,9 @@ func (s *Store) ReadCheckpoint(ctx context.Context, key store.Key) (store.Checkp
 		return store.Checkpoint{}, err
 	}
 	prefix := counterPrefix(nil, tagEvent, key)
-	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	opts := counterScoped
+	opts.LowerBound, opts.UpperBound = prefix, prefixEnd(prefix)
+	it, err := s.db.NewIterWithContext(ctx, &opts)
 	if err != nil {
 		return store.Checkpoint{}, err
 	}
@@ -545,15 +579,12 @@ func (s *Store) ReadCheckpointOnly(_ context.Context, key store.Key) (store.Chec
 }
 
 func (s *Store) readCheckpoint(k []byte) (store.Checkpoint, error) {
-	v, closer, err := s.db.Get(k)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return store.Checkpoint{}, nil
-	}
-	if err != nil {
-		return store.Checkpoint{}, err
-	}
-	defer closer.Close()
-	return decodeCheckpoint(v)
+	var cp store.Checkpoint
+	_, err := s.get(context.Background(), k, func(v []byte) (err error) {
+		cp, err = decodeCheckpoint(v)
+		return err
+	})
+	return cp, err
 }
 
 // WriteCheckpoints implements store.RollupStore. Checkpoints are not synced on their own: they
