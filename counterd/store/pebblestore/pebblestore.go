@@ -2,7 +2,7 @@
 // counter index in one Pebble database. It serves a single counterd process.
 //
 // Appends go through a group commit. Events are split over a few committer goroutines by the
-// hash of their idempotency token, so every copy of a token reaches the same committer. Each
+// hash of their counter, so every copy of a token reaches the same committer. Each
 // committer gathers the events waiting for it into one Pebble batch, checks their tokens, and
 // applies the batch with a sync. Pebble merges the syncs of batches applied at the same time,
 // so while one committer waits for the disk, the others check tokens and build their batches,
@@ -36,8 +36,9 @@ const committers = 4
 // latency that the first writer of a group waits for the others.
 const maxGroupEvents = 4096
 
-// maxWrittenMemo bounds each generation of the memo of index entries already written.
-const maxWrittenMemo = 1 << 18
+// maxWrittenMemo bounds each generation of each committer's memo of index entries already
+// written.
+const maxWrittenMemo = 1 << 16
 
 // Pebble sizing: the block cache holds hot checkpoints and index blocks. Every append searches
 // and inserts into the memtable, whose skiplist searches miss the CPU cache more often as it
@@ -255,10 +256,11 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 	return results, nil
 }
 
-// committerOf returns the committer of an event: every copy of a token goes to the same one,
-// which finds the duplicates.
+// committerOf returns the committer of an event, by its counter. Every copy of a token of a
+// counter goes to the same committer, which finds the duplicates, and each committer's memo of
+// index entries covers its counters alone.
 func committerOf(e *store.Event) int {
-	return int(xxh3.HashString(e.Token) % committers)
+	return int(xxh3.HashString(e.Key.Counter) % committers)
 }
 
 func (s *Store) enqueue(ctx context.Context, committer int, req *appendRequest) error {
