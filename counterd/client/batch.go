@@ -27,8 +27,8 @@ const (
 // latency of an unbatched call, and many concurrent callers share requests and so the server's
 // syncs. Zero selects DefaultBatchItems or DefaultBatchRequests.
 //
-// Each call keeps its own result, retries and MaybeApplied answer: the server applies or
-// rejects the items of a batch one by one. AddAndGet and Clear are never batched.
+// Each call keeps its own result, retries and MaybeApplied result, because the server applies
+// or rejects the items of a batch one by one. AddAndGet and Clear are never batched.
 func WithBatching(maxItems, maxRequests int) Option {
 	return func(s *settings) {
 		s.batching = true

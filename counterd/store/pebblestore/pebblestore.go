@@ -28,8 +28,10 @@ import (
 	"github.com/counterd/counterd/counterd/store"
 )
 
-// committers is the number of committer goroutines. Two keep the disk busy while the other
-// builds its batch; more add little on the two to four cores counterd usually gets.
+// committers is the number of committer goroutines. While one waits for its sync, the others
+// check tokens and build their batches, and Pebble merges the syncs that overlap. All events of
+// one counter go to one committer, so the hottest counter's share of writes is one
+// committer's load.
 const committers = 4
 
 // maxGroupEvents bounds the events of one group commit, which bounds the batch's memory and the
@@ -434,9 +436,9 @@ func (s *Store) readToken(tk []byte, e *store.Event) (store.Event, bool, error) 
 // level holds most of them, so the filters save a data block read per lookup.
 var counterScoped = pebble.IterOptions{UseL6Filters: true}
 
-// get calls fn with the value of key and reports whether it was found. Unlike DB.Get, which
-// reads a data block of every L6 sstable whose range covers key, it consults the sstables'
-// Bloom filters on every level.
+// get calls fn with the value of key and reports whether it was found. DB.Get skips the Bloom
+// filter of an L6 sstable and reads the data block whose range covers key; get consults the
+// filters on every level.
 func (s *Store) get(ctx context.Context, key []byte, fn func(value []byte) error) (bool, error) {
 	opts := counterScoped
 	it, err := s.db.NewIterWithContext(ctx, &opts)
@@ -519,9 +521,9 @@ func (s *Store) OldestEventAfter(ctx context.Context, key store.Key, after int64
 		return 0, false, err
 	}
 	defer it.Close()
-	// The events after `after` come first, newest first. Most counters have none or a few, so
-	// a prefix seek, which skips the sstables without the counter, and a few steps find the
-	// oldest of them; a counter with more is read backwards from the bound.
+	// The events after `after` come first, newest first. Most counters have none or a few of
+	// them. A prefix seek, which skips the sstables without the counter, and a few steps find
+	// the oldest. A counter with more is read backwards from the bound.
 	var oldest []byte
 	valid := it.SeekPrefixGE(prefix)
 	for range oldestEventSteps {
