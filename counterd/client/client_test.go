@@ -366,20 +366,6 @@ func TestConnectionRefusedIsRetried(t *testing.T) {
 	}
 }
 
-func TestConnectJSONProtocol(t *testing.T) {
-	svc := &flakyService{}
-	c := newTestClient(t, startService(t, svc), WithConnectJSON())
-
-	got, err := c.AddAndGet(t.Context(), "default", "plays", 7)
-
-	if err != nil {
-		t.Fatalf("AddAndGet: %v", err)
-	}
-	if got != 7 {
-		t.Errorf("AddAndGet = %d, want 7", got)
-	}
-}
-
 func TestClosedConnectionIsRetried(t *testing.T) {
 	// A listener that accepts every connection and closes it at once, as a server killed
 	// while reading the request would.
@@ -415,5 +401,39 @@ func TestClosedConnectionIsRetried(t *testing.T) {
 	}
 	if !MaybeApplied(err) {
 		t.Errorf("MaybeApplied(%v) = false, but the connection broke after it was made", err)
+	}
+}
+
+// protocolService records the protocol of each AddAndGetCount request.
+type protocolService struct {
+	flakyService
+	protocols chan string
+}
+
+func (s *protocolService) AddAndGetCount(ctx context.Context, req *connect.Request[counterv1.AddCountRequest]) (*connect.Response[counterv1.AddAndGetCountResponse], error) {
+	s.protocols <- req.Peer().Protocol + " " + req.Header().Get("Content-Type")
+	return s.flakyService.AddAndGetCount(ctx, req)
+}
+
+func TestProtocolOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want string
+	}{
+		{"default", nil, "grpc application/grpc"},
+		{"Connect binary", []Option{WithConnectProtocol()}, "connect application/proto"},
+		{"Connect JSON", []Option{WithConnectJSON()}, "connect application/json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := &protocolService{protocols: make(chan string, 1)}
+			c := newTestClient(t, startService(t, &svc.flakyService, svc), tc.opts...)
+			if got, err := c.AddAndGet(t.Context(), "default", "plays", 7); err != nil || got != 7 {
+				t.Fatalf("AddAndGet = %d, %v; want 7", got, err)
+			}
+			if got := <-svc.protocols; got != tc.want {
+				t.Errorf("request protocol and content type %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
