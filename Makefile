@@ -48,8 +48,8 @@ run-counterd: ## Run counterd standalone on the embedded store.
 	$(GO) run ./counterd/cmd/counterd serve
 
 .PHONY: test-counterd
-test-counterd: ## Run counterd's tests (needs memcached on PATH for the cache suite).
-	$(GO) test -count=1 ./counterd/...
+test-counterd: ## Run counterd's and the benchmark harness's tests (needs memcached on PATH for the cache suite).
+	$(GO) test -count=1 ./counterd/... ./hack/...
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 10s).
