@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -116,6 +117,9 @@ func Open(dir string, opts store.Options, logger *slog.Logger) (*Store, error) {
 	db, err := pebble.Open(dir, popts)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		return nil, fmt.Errorf("failed to open the embedded store in %s: another process is using it; stop that process or pass another --data-dir", dir)
+	}
+	if err != nil && strings.Contains(err.Error(), "comparer name from file") {
+		return nil, fmt.Errorf("failed to open the embedded store in %s: its key layout is not %s, so it was written by another build of counterd, which this one cannot read; pass an empty --data-dir, or run the build that wrote it: %w", dir, comparer.Name, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)

@@ -3,10 +3,13 @@ package pebblestore_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/counterd/counterd/counterd/store"
 	"github.com/counterd/counterd/counterd/store/pebblestore"
@@ -186,5 +189,23 @@ func TestCompactKeepsEvents(t *testing.T) {
 	})
 	if err != nil || n != 100 || sum != 4950 {
 		t.Fatalf("after Compact: %d events summing to %d (%v), want 100 summing to 4950", n, sum, err)
+	}
+}
+
+func TestOtherKeyLayoutRejected(t *testing.T) {
+	dir := t.TempDir()
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set([]byte("k"), []byte("v"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pebblestore.Open(dir, storetest.Options(), nil)
+	if err == nil || !strings.Contains(err.Error(), "written by another build of counterd") || !strings.Contains(err.Error(), "--data-dir") {
+		t.Fatalf("Open of a database with the default comparer: %v, want an error that names the cause and the fix", err)
 	}
 }
