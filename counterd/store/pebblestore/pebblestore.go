@@ -198,37 +198,28 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 		return nil, store.ErrClosed
 	}
 
-	// Most calls carry one event, or events of one committer: they need no split.
-	shard := committerOf(&events[0])
+	// Most calls carry one event, or events of one committer: they go whole, without a split.
+	var parts [committers]*appendRequest
+	var indexes [committers][]int // the positions in events of each part's events, after a split
+	done := make(chan error, committers)
+	first := committerOf(&events[0])
 	single := true
 	for i := 1; i < len(events) && single; i++ {
-		single = committerOf(&events[i]) == shard
+		single = committerOf(&events[i]) == first
 	}
 	if single {
-		req := &appendRequest{events: events, results: make([]store.AppendResult, len(events)), done: make(chan error, 1)}
-		if err := s.enqueue(ctx, shard, req); err != nil {
-			return nil, err
+		parts[first] = &appendRequest{events: events, done: done}
+	} else {
+		for i := range events {
+			c := committerOf(&events[i])
+			if parts[c] == nil {
+				parts[c] = &appendRequest{done: done}
+			}
+			parts[c].events = append(parts[c].events, events[i])
+			indexes[c] = append(indexes[c], i)
 		}
-		// Once queued, the request is committed or failed by the committer even if ctx ends,
-		// so wait for the outcome: returning early would report a failure for a write that
-		// lands.
-		if err := <-req.done; err != nil {
-			return nil, err
-		}
-		return req.results, nil
 	}
 
-	var parts [committers]*appendRequest
-	var indexes [committers][]int
-	done := make(chan error, committers)
-	for i := range events {
-		c := committerOf(&events[i])
-		if parts[c] == nil {
-			parts[c] = &appendRequest{done: done}
-		}
-		parts[c].events = append(parts[c].events, events[i])
-		indexes[c] = append(indexes[c], i)
-	}
 	queued := 0
 	var firstErr error
 	for c, part := range parts {
@@ -242,7 +233,9 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 		}
 		queued++
 	}
-	// Wait for every queued part even after a failure, for the same reason as above.
+	// Once queued, a part is committed or failed by its committer even if ctx ends, so wait for
+	// every queued part, also after a failure: returning early would report a failure for a
+	// write that lands.
 	for range queued {
 		if err := <-done; err != nil && firstErr == nil {
 			firstErr = err
@@ -251,12 +244,13 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	if single {
+		return parts[first].results, nil
+	}
 	results := make([]store.AppendResult, len(events))
 	for c, part := range parts {
 		for j, i := range indexes[c] {
-			if part != nil {
-				results[i] = part.results[j]
-			}
+			results[i] = part.results[j]
 		}
 	}
 	return results, nil
