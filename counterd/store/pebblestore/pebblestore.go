@@ -733,18 +733,30 @@ func (s *Store) SetSweepMark(ctx context.Context, namespace string, shard int, m
 	// them; a deletion per mark, every second, would slow down the reads.
 	minute := store.BucketStart(mark, sweepDeleteStep)
 	k := sweepShardKey{namespace, shard}
-	if minute > s.sweepDeleted[k] {
-		if err := batch.DeleteRange(sweepShardPrefix(nil, namespace, shard), sweepSlicePrefix(nil, namespace, shard, minute), nil); err != nil {
-			return err
-		}
+	deleted, err := s.deleteSweepIndex(batch, k, minute)
+	if err != nil {
+		return err
 	}
 	if err := s.db.Apply(batch, pebble.NoSync); err != nil {
 		return err
 	}
-	if minute > s.sweepDeleted[k] {
+	if deleted {
 		s.sweepDeleted[k] = minute
 	}
 	return nil
+}
+
+// deleteSweepIndex adds to batch a range deletion of the shard's sweep index entries of the
+// slices that start before `before`, unless this process deleted them already, and reports
+// whether it did. The caller holds checkpointMu, and records before in sweepDeleted once the
+// batch is applied.
+func (s *Store) deleteSweepIndex(batch *pebble.Batch, k sweepShardKey, before int64) (bool, error) {
+	if before <= s.sweepDeleted[k] {
+		return false, nil
+	}
+	lower := sweepShardPrefix(nil, k.namespace, k.shard)
+	upper := sweepSlicePrefix(nil, k.namespace, k.shard, before)
+	return true, batch.DeleteRange(lower, upper, nil)
 }
 
 // sweepDeleteStep is how far a sweep mark advances before the sweep index entries behind it
@@ -788,15 +800,13 @@ func (s *Store) Expire(ctx context.Context, namespace string, before int64) erro
 	var cleared []sweepShardKey
 	for shard := range store.SweepShards {
 		k := sweepShardKey{namespace, shard}
-		if s.sweepDeleted[k] >= firstKept {
-			continue
-		}
-		lower := sweepShardPrefix(nil, namespace, shard)
-		upper := sweepSlicePrefix(nil, namespace, shard, firstKept)
-		if err := batch.DeleteRange(lower, upper, nil); err != nil {
+		deleted, err := s.deleteSweepIndex(batch, k, firstKept)
+		if err != nil {
 			return err
 		}
-		cleared = append(cleared, k)
+		if deleted {
+			cleared = append(cleared, k)
+		}
 	}
 	if batch.Empty() {
 		return nil
