@@ -73,7 +73,7 @@ func (r *runner) verify(ctx context.Context) *VerifyResult {
 				break
 			}
 		}
-		if !sleepCtx(ctx, pollInterval) {
+		if !SleepContext(ctx, pollInterval) {
 			break
 		}
 	}
@@ -141,7 +141,8 @@ func (r *runner) unequal(indexes []int, readings map[int]reading) []int {
 	return out
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// SleepContext waits for d and reports whether it did so before ctx ended.
+func SleepContext(ctx context.Context, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {

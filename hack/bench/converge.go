@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/counterd/counterd/counterd/loadgen"
 )
 
 // The convergence measurement of a converger, after its load phase.
@@ -141,7 +143,7 @@ func (d *driver) measureConvergence(ctx context.Context, acceptLimit time.Durati
 			}
 		}
 		pending = still
-		if !sleepCtx(ctx, time.Until(roundStart.Add(convergencePoll))) {
+		if !loadgen.SleepContext(ctx, time.Until(roundStart.Add(convergencePoll))) {
 			return nil, ctx.Err()
 		}
 	}

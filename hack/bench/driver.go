@@ -341,12 +341,12 @@ func awaitConvergence(ctx context.Context, t target, names []string, want, value
 			if err == nil {
 				values = all
 			}
-			if !sleepCtx(ctx, checkPollInterval) {
+			if !loadgen.SleepContext(ctx, checkPollInterval) {
 				break
 			}
 			continue
 		}
-		if !sleepCtx(ctx, checkPollInterval) {
+		if !loadgen.SleepContext(ctx, checkPollInterval) {
 			break
 		}
 		pendingNames := make([]string, len(pending))
@@ -374,18 +374,6 @@ func unequal(want, values []int64) []int {
 		}
 	}
 	return out
-}
-
-// sleepCtx waits for d and reports whether ctx is still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // newToken returns a random 128-bit idempotency token in hex.

@@ -82,7 +82,7 @@ func runOpenLoop(ctx context.Context, d *driver, rate float64, duration time.Dur
 					break
 				}
 				due := scheduledTime(start, rate, i)
-				if !sleepCtx(ctx, time.Until(due)) {
+				if !loadgen.SleepContext(ctx, time.Until(due)) {
 					break
 				}
 
