@@ -119,8 +119,9 @@ type checkpointOnlyReader interface {
 }
 
 // readCheckpoint returns the cached checkpoint of key, or else the stored one. A cached
-// checkpoint may be older than the stored one, never newer, since rollups cache a checkpoint
-// only after storing it. Folding from an older checkpoint gives the same sum, from more events.
+// checkpoint may be older than the stored one, never newer, because every checkpoint is read
+// from or written to the store before it is cached. Folding from an older checkpoint gives the
+// same sum, from more events.
 func (r *Roller) readCheckpoint(ctx context.Context, key store.Key) (store.Checkpoint, error) {
 	if cp, found, err := r.cache.GetCheckpoint(ctx, key); err == nil && found {
 		return cp, nil

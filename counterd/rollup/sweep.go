@@ -14,8 +14,8 @@ const maxSweepSet = 4096
 
 // SweepLag returns how far the sweep stays behind the window. The hinted rollups of a slice's
 // counters are due when the window passes their events, and run within about one coalesce
-// period. A sweep that came at the same time would roll the same counters up a second time;
-// after the lag it finds their checkpoints done and reads only those.
+// period. A sweep that came at the same time would roll the same counters up a second time.
+// After the lag, it finds their checkpoints done and only reads them.
 func SweepLag(ns *config.Namespace) int64 {
 	return int64(ns.Rollup.Coalesce.Duration + store.SweepSlice)
 }

@@ -14,10 +14,10 @@ import (
 	"github.com/counterd/counterd/counterd/store/pebblestore"
 )
 
-// BenchmarkMutateBatch measures the server side of durable adds without the network: batches
-// of 16 adds over 100,000 Zipf-skewed counters from 4 goroutines per GOMAXPROCS, into a real Pebble store
-// with the rollup queues and the sweep running, as a standalone server runs them. ns/op is per
-// add.
+// BenchmarkMutateBatch measures the server side of durable adds without the network. It sends
+// batches of 16 adds over 100,000 Zipf-skewed counters from 4 goroutines per GOMAXPROCS into a
+// real Pebble store, with the rollup queues and the sweep running as a standalone server runs
+// them. ns/op is per add.
 func BenchmarkMutateBatch(b *testing.B) {
 	cfg, err := config.Parse([]byte("namespaces:\n  - name: ec\n"))
 	if err != nil {

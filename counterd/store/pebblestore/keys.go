@@ -41,8 +41,8 @@ const (
 
 // comparer orders keys bytewise, as Pebble's default comparer does. Its Split makes an event
 // key's prefix the counter's part of the key ('e' ns 0 counter 0), and every other key its own
-// prefix, so that the Bloom filters of the sstables also answer whether a file holds events of
-// a counter, and a prefix seek over one counter's events skips the files that hold none.
+// prefix. So the Bloom filters of the sstables also tell whether a file contains events of a
+// counter, and a prefix seek over one counter's events skips the files that contain none.
 // Pebble records the comparer's name in the database, so a database written with another
 // Split is not opened by mistake.
 var comparer = func() *pebble.Comparer {

@@ -118,6 +118,7 @@ func TestSweepMarkDropsSweptEntries(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, storetest.Options())
 	defer s.Close()
+
 	minute := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 	slice := int64(store.SweepSlice)
 	key := store.Key{Namespace: storetest.Namespace, Counter: "swept"}
@@ -128,6 +129,7 @@ func TestSweepMarkDropsSweptEntries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
 	slices := func() string {
 		var got []int64
 		err := s.SweepCounters(ctx, storetest.Namespace, shard, minute-2*slice, minute+2*slice, func(_ string, sliceStart int64) bool {
@@ -142,12 +144,14 @@ func TestSweepMarkDropsSweptEntries(t *testing.T) {
 	if got := slices(); got != "[-2 -1 0 1]" {
 		t.Fatalf("sweep index has slices %v, want [-2 -1 0 1]", got)
 	}
+
 	if err := s.SetSweepMark(ctx, storetest.Namespace, shard, minute+slice); err != nil {
 		t.Fatal(err)
 	}
 	if got := slices(); got != "[0 1]" {
 		t.Fatalf("after a mark at slice 1 the sweep index has slices %v, want [0 1]: the slices before the mark's minute go", got)
 	}
+
 	// Another shard's entries stay.
 	if err := s.SetSweepMark(ctx, storetest.Namespace, (shard+1)%store.SweepShards, minute+time.Hour.Nanoseconds()); err != nil {
 		t.Fatal(err)
@@ -164,6 +168,7 @@ func TestCompactKeepsEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	k := store.Key{Namespace: storetest.Namespace, Counter: "kept"}
 	for i := range int64(100) {
 		if _, err := s.Append(ctx, []store.Event{{Key: k, Time: 10 + i, Token: fmt.Sprint(i), Kind: store.KindAdd, Delta: i}}); err != nil {
@@ -173,6 +178,7 @@ func TestCompactKeepsEvents(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+
 	if err := pebblestore.Compact(ctx, dir, nil); err != nil {
 		t.Fatalf("Compact: %v", err)
 	}
@@ -181,6 +187,7 @@ func TestCompactKeepsEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+
 	var sum, n int64
 	err = s.ScanEvents(ctx, k, 0, 1000, func(e store.Event) bool {
 		sum += e.Delta
