@@ -18,6 +18,13 @@ import (
 // the clear's time are discarded even when the scan returns them before the clear: with
 // events (t=3 add 5), (t=2 add 7), (t=2 clear), (t=2 add 1), the value is 5.
 func Fold(ctx context.Context, log store.EventLog, key store.Key, cp store.Checkpoint, upTo int64) (store.Int128, error) {
+	count, _, err := fold(ctx, log, key, cp, upTo)
+	return count, err
+}
+
+// fold is Fold that also returns how many events it read.
+func fold(ctx context.Context, log store.EventLog, key store.Key, cp store.Checkpoint, upTo int64) (store.Int128, int, error) {
+	read := 0
 	var (
 		newer     store.Int128 // adds at times after groupTime
 		group     store.Int128 // adds at groupTime
@@ -25,6 +32,7 @@ func Fold(ctx context.Context, log store.EventLog, key store.Key, cp store.Check
 		cleared   bool
 	)
 	err := log.ScanEvents(ctx, key, cp.RollupTime, upTo, func(e store.Event) bool {
+		read++
 		if e.Time != groupTime {
 			newer = newer.Add(group)
 			group = store.Int128{}
@@ -38,10 +46,10 @@ func Fold(ctx context.Context, log store.EventLog, key store.Key, cp store.Check
 		return true
 	})
 	if err != nil {
-		return store.Int128{}, err
+		return store.Int128{}, 0, err
 	}
 	if cleared {
-		return newer, nil
+		return newer, read, nil
 	}
-	return cp.Count.Add(newer).Add(group), nil
+	return cp.Count.Add(newer).Add(group), read, nil
 }

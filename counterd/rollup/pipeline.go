@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,7 +160,8 @@ func (p *Pipeline) StopWithHandoff(ctx context.Context, handoff func(counter str
 		for _, q := range all[start:end] {
 			batch = append(batch, q.counter)
 		}
-		if _, err := p.roller.RollupBatch(ctx, batch, "shutdown"); err != nil && firstErr == nil {
+		// No pending-event lookup: nothing is left to reschedule them on.
+		if _, err := p.roller.rollupBatch(ctx, batch, rollupOptions{trigger: "shutdown", cover: math.MaxInt64}); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}

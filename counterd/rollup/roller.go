@@ -54,12 +54,24 @@ type Rolled struct {
 // write and caches them. A cache failure is logged and does not fail the rollup: the store holds
 // the truth and reads fall back to it.
 func (r *Roller) RollupBatch(ctx context.Context, counters []string, trigger string) ([]Rolled, error) {
-	return r.rollupBatch(ctx, counters, trigger, math.MaxInt64)
+	return r.rollupBatch(ctx, counters, rollupOptions{trigger: trigger, cover: math.MaxInt64, pending: true})
 }
 
-// rollupBatch is RollupBatch, except that counters whose stored checkpoint already ends at or
-// after cover are left out of the result without a fold or a cache write.
-func (r *Roller) rollupBatch(ctx context.Context, counters []string, trigger string, cover int64) ([]Rolled, error) {
+// rollupOptions tune rollupBatch for its callers.
+type rollupOptions struct {
+	// trigger labels the rollups in the metrics.
+	trigger string
+	// cover skips the counters whose checkpoint already ends at or after it.
+	cover int64
+	// pending looks for the events after each checkpoint, for Rolled.PendingAfter. Only the
+	// queues reschedule from it; the sweep reaches later events in their own slices.
+	pending bool
+}
+
+// rollupBatch rolls up counters as RollupBatch does, as opts say. A counter without events
+// between its checkpoint and the window end keeps its checkpoint: it is exact up to the window
+// end already, so writing it again would only move its RollupTime.
+func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollupOptions) ([]Rolled, error) {
 	now := r.clock()
 	end := WindowEnd(r.ns, now, r.holds)
 
@@ -72,17 +84,19 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, trigger str
 		if err != nil {
 			return nil, fmt.Errorf("failed to read the checkpoint of %q: %w", counter, err)
 		}
-		if cp.RollupTime >= cover {
+		if cp.RollupTime >= opts.cover {
 			continue
 		}
 		if end > cp.RollupTime {
-			count, err := Fold(ctx, r.store, key, cp, end)
+			count, read, err := fold(ctx, r.store, key, cp, end)
 			if err != nil {
 				return nil, fmt.Errorf("failed to fold the events of %q: %w", counter, err)
 			}
-			cp = store.Checkpoint{Count: count, RollupTime: end}
-			changedKeys = append(changedKeys, key)
-			changed = append(changed, cp)
+			if read > 0 {
+				cp = store.Checkpoint{Count: count, RollupTime: end}
+				changedKeys = append(changedKeys, key)
+				changed = append(changed, cp)
+			}
 		}
 		out = append(out, Rolled{Counter: counter, Checkpoint: cp})
 	}
@@ -98,6 +112,9 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, trigger str
 		if err := r.cache.SetCheckpoint(ctx, key, cached); err != nil {
 			r.logger.Warn("Failed to cache a checkpoint", "namespace", r.ns.Name, "counter", out[i].Counter, "err", err)
 		}
+		if !opts.pending {
+			continue
+		}
 		t, ok, err := r.store.OldestEventAfter(ctx, key, out[i].Checkpoint.RollupTime)
 		if err != nil {
 			return nil, fmt.Errorf("failed to look for events after the checkpoint of %q: %w", out[i].Counter, err)
@@ -106,7 +123,7 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, trigger str
 	}
 
 	if r.metrics != nil {
-		r.metrics.Rollups.WithLabelValues(r.ns.Name, trigger).Add(float64(len(out)))
+		r.metrics.Rollups.WithLabelValues(r.ns.Name, opts.trigger).Add(float64(len(out)))
 		r.metrics.RollupLagSeconds.WithLabelValues(r.ns.Name).Set(time.Duration(now - end).Seconds())
 	}
 	return out, nil

@@ -284,3 +284,106 @@ func TestStopHandsOffWhenOutOfTime(t *testing.T) {
 		t.Fatalf("%d counters still queued", f.pipe.Len())
 	}
 }
+
+// countingStore counts the checkpoint writes and pending-event lookups that reach a store.
+type countingStore struct {
+	store.Store
+	checkpointsWritten atomic.Int64
+	pendingLookups     atomic.Int64
+}
+
+func (s *countingStore) WriteCheckpoints(ctx context.Context, keys []store.Key, cps []store.Checkpoint) error {
+	s.checkpointsWritten.Add(int64(len(keys)))
+	return s.Store.WriteCheckpoints(ctx, keys, cps)
+}
+
+func (s *countingStore) OldestEventAfter(ctx context.Context, key store.Key, after int64) (int64, bool, error) {
+	s.pendingLookups.Add(1)
+	return s.Store.OldestEventAfter(ctx, key, after)
+}
+
+// newCountingFixture is newFixture whose roller counts its checkpoint writes and pending-event
+// lookups.
+func newCountingFixture(t *testing.T) (*fixture, *countingStore) {
+	t.Helper()
+	f := newFixture(t)
+	counting := &countingStore{Store: f.store}
+	roller := rollup.NewRoller(f.ns, counting, cache.NewMemory(0), rollup.NewHolds(), f.now.Load, nil, nil)
+	f.pipe = rollup.NewPipeline(roller, nil, nil)
+	return f, counting
+}
+
+// A hinted rollup runs when the window passes the counter's event, so its checkpoint ends
+// inside the event's sweep slice. When the sweep reaches that slice and finds no event after the
+// checkpoint, the checkpoint is already exact for the slice: the sweep writes nothing.
+func TestSweepLeavesCurrentCheckpoints(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	slice := int64(store.SweepSlice)
+	f.write(t, base+1, 4, "rolled", "unhinted")
+	f.now.Store(base + 1 + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
+	if _, err := f.pipe.Roller().RollupBatch(context.Background(), []string{"rolled"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	before := f.checkpoint(t, "rolled")
+	if before.Count != store.Int128From(4) || before.RollupTime >= base+slice {
+		t.Fatalf("hinted rollup = %+v, want count 4 ending inside the first slice", before)
+	}
+	written, lookups := counting.checkpointsWritten.Load(), counting.pendingLookups.Load()
+
+	f.now.Store(base + slice + int64(f.ns.WindowDelay()) + rollup.SweepLag(f.ns))
+	if err := f.pipe.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := counting.checkpointsWritten.Load() - written; got != 1 {
+		t.Errorf("the sweep wrote %d checkpoints, want 1: the unhinted counter's only", got)
+	}
+	if got := counting.pendingLookups.Load() - lookups; got != 0 {
+		t.Errorf("the sweep looked for pending events %d times, want 0", got)
+	}
+	if cp := f.checkpoint(t, "rolled"); cp != before {
+		t.Errorf("checkpoint after the sweep = %+v, want it unchanged at %+v", cp, before)
+	}
+	if cp := f.checkpoint(t, "unhinted"); cp.Count != store.Int128From(4) || cp.RollupTime < base+slice {
+		t.Errorf("unhinted counter after the sweep = %+v, want count 4 covering the slice", cp)
+	}
+
+	// The events the sweep vouched for may expire; the checkpoint still holds their sum.
+	f.now.Store(base + int64(f.ns.Retention.Duration) + int64(time.Hour))
+	if err := f.pipe.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.pipe.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	key := store.Key{Namespace: "ns", Counter: "rolled"}
+	if _, ok, _ := f.store.OldestEventAfter(context.Background(), key, math.MinInt64); ok {
+		t.Fatal("events past retention and the sweep were kept")
+	}
+	if cp := f.checkpoint(t, "rolled"); cp.Count != store.Int128From(4) {
+		t.Fatalf("checkpoint after expiry = %+v, want 4", cp)
+	}
+}
+
+// An event written after a hinted rollup, in the same slice, whose own hint was lost, is folded
+// in by the sweep.
+func TestSweepFoldsEventsAfterAHintedRollup(t *testing.T) {
+	f := newFixture(t)
+	slice := int64(store.SweepSlice)
+	f.write(t, base+1, 4, "c")
+	f.now.Store(base + 1 + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
+	if _, err := f.pipe.Roller().RollupBatch(context.Background(), []string{"c"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	f.write(t, base+slice/2, 3, "c") // no hint
+
+	f.now.Store(base + slice + int64(f.ns.WindowDelay()) + rollup.SweepLag(f.ns))
+	if err := f.pipe.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(7) || cp.RollupTime < base+slice {
+		t.Fatalf("checkpoint after the sweep = %+v, want count 7 covering the slice", cp)
+	}
+	if f.pipe.Len() != 0 {
+		t.Fatalf("the sweep queued %d counters, want none", f.pipe.Len())
+	}
+}

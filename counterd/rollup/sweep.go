@@ -83,8 +83,9 @@ func (p *Pipeline) sweepShard(ctx context.Context, shard int, end int64) (int64,
 		start = oldest
 	}
 
-	// Invariant: every counter written in a slice before mark has a checkpoint at or past
-	// that slice's end.
+	// Invariant: every counter written in a slice before mark has a checkpoint that holds every
+	// event of that slice. It ends at or past the slice's end, or has no event between its end
+	// and the slice's.
 	pending := make(map[string]struct{})
 	cover := int64(0)
 	flush := func() error {
@@ -131,22 +132,16 @@ func (p *Pipeline) sweepShard(ctx context.Context, shard int, end int64) (int64,
 	return mark, nil
 }
 
-// sweepCounters rolls up the counters whose checkpoint ends before cover, in batches, and
-// queues those with events still after the window.
+// sweepCounters rolls up the counters whose checkpoint ends before cover, in batches. It does
+// not look for their events after the window: those lie in slices the sweep has not reached,
+// and either their hints or a later sweep brings them in.
 func (p *Pipeline) sweepCounters(ctx context.Context, counters []string, cover int64) error {
 	r := p.roller
 	batchSize := r.ns.Rollup.BatchSize
 	for start := 0; start < len(counters); start += batchSize {
 		batch := counters[start:min(start+batchSize, len(counters))]
-		rolled, err := r.rollupBatch(ctx, batch, "sweep", cover)
-		if err != nil {
+		if _, err := r.rollupBatch(ctx, batch, rollupOptions{trigger: "sweep", cover: cover}); err != nil {
 			return err
-		}
-		now := r.clock()
-		for _, x := range rolled {
-			if x.HasPending {
-				p.Hint(x.Counter, DueTime(r.ns, now, x.PendingAfter))
-			}
 		}
 	}
 	return nil
