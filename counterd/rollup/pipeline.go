@@ -38,11 +38,23 @@ type Pipeline struct {
 }
 
 type queue struct {
-	mu   sync.Mutex
-	due  map[string]int64 // counter -> due time; the heap may hold stale entries
-	heap dueHeap
-	wake chan struct{}
+	mu      sync.Mutex
+	entries map[string]entry // the heap may hold stale entries
+	heap    dueHeap
+	wake    chan struct{}
 }
+
+// entry is a queued counter.
+type entry struct {
+	// due is the earliest due time of the counter's hints.
+	due int64
+	// bound is the latest event time that the counter's hints are about; unknownBound when a
+	// hint did not say.
+	bound int64
+}
+
+// unknownBound is the bound of a hint that does not know the times of the counter's events.
+const unknownBound = math.MaxInt64
 
 // NewPipeline returns a pipeline for the roller's namespace. Call Start to run it.
 func NewPipeline(roller *Roller, m *metrics.Metrics, logger *slog.Logger) *Pipeline {
@@ -52,7 +64,7 @@ func NewPipeline(roller *Roller, m *metrics.Metrics, logger *slog.Logger) *Pipel
 	n := roller.ns.Rollup.Queues
 	p := &Pipeline{roller: roller, metrics: m, logger: logger, stop: make(chan struct{})}
 	for range n {
-		p.queues = append(p.queues, &queue{due: make(map[string]int64), wake: make(chan struct{}, 1)})
+		p.queues = append(p.queues, &queue{entries: make(map[string]entry), wake: make(chan struct{}, 1)})
 	}
 	return p
 }
@@ -63,13 +75,26 @@ func (p *Pipeline) Roller() *Roller { return p.roller }
 // Len returns the number of counters waiting.
 func (p *Pipeline) Len() int { return int(p.queued.Load()) }
 
-// Hint queues a rollup of counter at time due (Unix nanoseconds) or earlier. It never waits for
+// Hint queues a rollup of counter at time due (Unix nanoseconds) or earlier, for events at or
+// before due minus the window delay. DueTime gives such a time for an event. It never waits for
 // a rollup or for queue space, so it returns false when the queues are full.
+//
+// After the rollup, the queue looks for the counter's events after the window end only when a
+// hint was about a later event. Events that no hint names are left to the sweep.
 func (p *Pipeline) Hint(counter string, due int64) bool {
+	return p.hint(counter, due, due-int64(p.roller.ns.WindowDelay()))
+}
+
+// hint queues a rollup of counter at due or earlier, for events at or before bound.
+func (p *Pipeline) hint(counter string, due, bound int64) bool {
 	q := p.queues[xxh3.HashString(counter)%uint64(len(p.queues))]
 	q.mu.Lock()
-	prev, queued := q.due[counter]
-	if queued && prev <= due {
+	prev, queued := q.entries[counter]
+	if queued && prev.due <= due {
+		if bound > prev.bound {
+			prev.bound = bound
+			q.entries[counter] = prev
+		}
 		q.mu.Unlock()
 		return true
 	}
@@ -80,7 +105,10 @@ func (p *Pipeline) Hint(counter string, due int64) bool {
 		}
 		return false
 	}
-	q.due[counter] = due
+	if queued {
+		bound = max(bound, prev.bound)
+	}
+	q.entries[counter] = entry{due: due, bound: bound}
 	heap.Push(&q.heap, dueEntry{counter: counter, due: due})
 	first := q.heap[0].counter == counter && q.heap[0].due == due
 	q.mu.Unlock()
@@ -129,15 +157,15 @@ func (p *Pipeline) StopWithHandoff(ctx context.Context, handoff func(counter str
 
 	type queued struct {
 		counter string
-		due     int64
+		entry
 	}
 	var all []queued
 	for _, q := range p.queues {
 		q.mu.Lock()
-		for c, due := range q.due {
-			all = append(all, queued{c, due})
+		for c, e := range q.entries {
+			all = append(all, queued{c, e})
 		}
-		q.due = make(map[string]int64)
+		q.entries = make(map[string]entry)
 		q.heap = nil
 		q.mu.Unlock()
 	}
@@ -150,6 +178,11 @@ func (p *Pipeline) StopWithHandoff(ctx context.Context, handoff func(counter str
 			if handoff != nil {
 				for _, q := range all[start:] {
 					handoff(q.counter, q.due)
+					// A hint carries a due time only, which bounds its events. A second
+					// hint, due when the window passes the latest event, passes the bound on.
+					if later := p.boundDue(q.bound); later > q.due {
+						handoff(q.counter, later)
+					}
 				}
 			}
 			p.logger.Warn("Rollup queue not drained before the shutdown deadline", "namespace", p.roller.ns.Name, "counters", len(all)-start, "handedOff", handoff != nil)
@@ -175,10 +208,10 @@ func (p *Pipeline) run(q *queue) {
 	defer timer.Stop()
 	for {
 		now := p.roller.clock()
-		batch, next := q.popDue(now, batchSize)
+		batch, bounds, next := q.popDue(now, batchSize)
 		if len(batch) > 0 {
 			p.addQueued(-int64(len(batch)))
-			p.process(batch)
+			p.process(batch, bounds)
 			continue
 		}
 
@@ -196,15 +229,16 @@ func (p *Pipeline) run(q *queue) {
 	}
 }
 
-// popDue removes up to n counters due at now and returns them with the due time of the next
-// counter waiting (zero when none waits).
-func (q *queue) popDue(now int64, n int) ([]string, int64) {
+// popDue removes up to n counters due at now and returns them with their bounds and the due
+// time of the next counter waiting (zero when none waits).
+func (q *queue) popDue(now int64, n int) ([]string, []int64, int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var batch []string
+	var bounds []int64
 	for len(q.heap) > 0 && len(batch) < n {
 		top := q.heap[0]
-		if due, ok := q.due[top.counter]; !ok || due != top.due {
+		if e, ok := q.entries[top.counter]; !ok || e.due != top.due {
 			heap.Pop(&q.heap) // stale: the counter was re-queued earlier or already taken
 			continue
 		}
@@ -212,40 +246,54 @@ func (q *queue) popDue(now int64, n int) ([]string, int64) {
 			break
 		}
 		heap.Pop(&q.heap)
-		delete(q.due, top.counter)
+		bounds = append(bounds, q.entries[top.counter].bound)
+		delete(q.entries, top.counter)
 		batch = append(batch, top.counter)
 	}
 	var next int64
 	for len(q.heap) > 0 {
 		top := q.heap[0]
-		if due, ok := q.due[top.counter]; ok && due == top.due {
+		if e, ok := q.entries[top.counter]; ok && e.due == top.due {
 			next = top.due
 			break
 		}
 		heap.Pop(&q.heap)
 	}
-	return batch, next
+	return batch, bounds, next
 }
 
-func (p *Pipeline) process(batch []string) {
+// process rolls up a batch of counters popped from a queue, and queues again those with events
+// after the window end that a hint was about. bounds holds each counter's entry bound.
+func (p *Pipeline) process(batch []string, bounds []int64) {
 	ctx := context.Background()
-	rolled, err := p.roller.RollupBatch(ctx, batch, "queue")
+	rolled, err := p.roller.rollupBatch(ctx, batch, rollupOptions{trigger: "queue", cover: math.MaxInt64, pending: true, bounds: bounds})
 	now := p.roller.clock()
 	if err != nil {
 		p.logger.Error("Rollup failed; retrying", "namespace", p.roller.ns.Name, "counters", len(batch), "err", err)
 		if p.metrics != nil {
 			p.metrics.RollupErrors.WithLabelValues(p.roller.ns.Name).Inc()
 		}
-		for _, c := range batch {
-			p.Hint(c, now+int64(retryDelay))
+		for i, c := range batch {
+			p.hint(c, now+int64(retryDelay), bounds[i])
 		}
 		return
 	}
-	for _, r := range rolled {
+	// rolled holds every counter of batch, in order: the queues pass no cover.
+	for i, r := range rolled {
 		if r.HasPending {
-			p.Hint(r.Counter, DueTime(p.roller.ns, now, r.PendingAfter))
+			p.hint(r.Counter, DueTime(p.roller.ns, now, r.PendingAfter), bounds[i])
 		}
 	}
+}
+
+// boundDue returns a due time whose Hint bounds the events at bound: when the window passes
+// bound. An unknown bound gives the time when the window passes every event accepted so far.
+func (p *Pipeline) boundDue(bound int64) int64 {
+	ns := p.roller.ns
+	if bound == unknownBound {
+		bound = p.roller.clock() + int64(ns.MaxClockSkew.Duration)
+	}
+	return bound + int64(ns.WindowDelay())
 }
 
 type dueEntry struct {

@@ -66,6 +66,10 @@ type rollupOptions struct {
 	// pending looks for the events after each checkpoint, for Rolled.PendingAfter. Only the
 	// queues reschedule from it; the sweep reaches later events in their own slices.
 	pending bool
+	// bounds, when set, holds for each counter the latest event time its hints were about. The
+	// pending lookup is skipped when the checkpoint reaches it: later events have hints of their
+	// own, or are left to the sweep.
+	bounds []int64
 }
 
 // rollupBatch rolls up counters as RollupBatch does, as opts say. A counter without events
@@ -76,9 +80,10 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 	end := WindowEnd(r.ns, now, r.holds)
 
 	out := make([]Rolled, 0, len(counters))
+	var outBounds []int64 // opts.bounds of the counters in out
 	var changedKeys []store.Key
 	var changed []store.Checkpoint
-	for _, counter := range counters {
+	for i, counter := range counters {
 		key := store.Key{Namespace: r.ns.Name, Counter: counter}
 		cp, err := r.readCheckpoint(ctx, key)
 		if err != nil {
@@ -99,6 +104,9 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 			}
 		}
 		out = append(out, Rolled{Counter: counter, Checkpoint: cp})
+		if opts.bounds != nil {
+			outBounds = append(outBounds, opts.bounds[i])
+		}
 	}
 	if len(changed) > 0 {
 		if err := r.store.WriteCheckpoints(ctx, changedKeys, changed); err != nil {
@@ -112,7 +120,7 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 		if err := r.cache.SetCheckpoint(ctx, key, cached); err != nil {
 			r.logger.Warn("Failed to cache a checkpoint", "namespace", r.ns.Name, "counter", out[i].Counter, "err", err)
 		}
-		if !opts.pending {
+		if !opts.pending || (outBounds != nil && outBounds[i] <= out[i].Checkpoint.RollupTime) {
 			continue
 		}
 		t, ok, err := r.store.OldestEventAfter(ctx, key, out[i].Checkpoint.RollupTime)

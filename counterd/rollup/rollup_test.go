@@ -387,3 +387,102 @@ func TestSweepFoldsEventsAfterAHintedRollup(t *testing.T) {
 		t.Fatalf("the sweep queued %d counters, want none", f.pipe.Len())
 	}
 }
+
+// waitForCount polls until counter's stored checkpoint holds want, or fails after a minute.
+func (f *fixture) waitForCount(t *testing.T, counter string, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cp := f.checkpoint(t, counter)
+		if cp.Count == store.Int128From(want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkpoint of %s = %+v, want count %d", counter, cp, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A queued rollup whose hints were all about events the window has passed does not look for
+// later events: any later event has a hint of its own.
+func TestQueueSkipsPendingLookupWhenHintsAreFolded(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	f.write(t, base, 2, "c")
+	f.pipe.Hint("c", rollup.DueTime(f.ns, base, base))
+	f.now.Store(base + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
+	f.pipe.Start()
+	defer f.pipe.Stop(context.Background())
+	f.waitForCount(t, "c", 2)
+	if got := counting.pendingLookups.Load(); got != 0 {
+		t.Fatalf("%d pending-event lookups, want 0", got)
+	}
+}
+
+// When a queued counter's hints name an event after the window end, the rollup looks for it
+// and queues the counter again, until the window passes it.
+func TestQueueRequeuesEventsItsHintsNamed(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	second := base + int64(time.Second)
+	f.write(t, base, 1, "c")
+	f.write(t, second, 10, "c")
+	f.pipe.Hint("c", rollup.DueTime(f.ns, base, base))
+	f.pipe.Hint("c", rollup.DueTime(f.ns, second, second)) // merges into the queued entry
+	if f.pipe.Len() != 1 {
+		t.Fatalf("queue holds %d counters, want 1", f.pipe.Len())
+	}
+	f.now.Store(base + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
+	f.pipe.Start()
+	defer f.pipe.Stop(context.Background())
+	f.waitForCount(t, "c", 1)
+	if got := counting.pendingLookups.Load(); got != 1 {
+		t.Fatalf("%d pending-event lookups, want 1", got)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for f.pipe.Len() != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if f.pipe.Len() != 1 {
+		t.Fatal("the counter was not queued again for its second event")
+	}
+	f.now.Store(second + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
+	f.waitForCount(t, "c", 11)
+}
+
+// Counters queued by Recover have lost their hints, so their rollup looks for every event after
+// the window, as a hint naming them would.
+func TestRecoveredCountersRequeueLaterEvents(t *testing.T) {
+	f := newFixture(t)
+	second := base + int64(time.Second)
+	f.write(t, base, 1, "c")
+	f.write(t, second, 10, "c")
+	f.now.Store(base + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
+	if _, err := f.pipe.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.pipe.Start()
+	defer f.pipe.Stop(context.Background())
+	f.waitForCount(t, "c", 1)
+	deadline := time.Now().Add(time.Minute)
+	for f.pipe.Len() != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if f.pipe.Len() != 1 {
+		t.Fatal("the recovered counter was not queued again for its second event")
+	}
+}
+
+// A handoff passes on the bound of a counter's hints as a second, later hint.
+func TestStopHandsOffTheLatestHintedEvent(t *testing.T) {
+	f := newFixture(t)
+	first, later := base+int64(time.Hour), base+2*int64(time.Hour)
+	f.pipe.Hint("c", later)
+	f.pipe.Hint("c", first)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var dues []int64
+	_ = f.pipe.StopWithHandoff(ctx, func(counter string, due int64) { dues = append(dues, due) })
+	if len(dues) != 2 || dues[0] != first || dues[1] != later {
+		t.Fatalf("handed off dues %v, want [base+1h base+2h]", dues)
+	}
+}

@@ -171,7 +171,8 @@ func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 		}
 		from := store.BucketStart(max(mark, oldest), store.SweepSlice)
 		err = r.store.SweepCounters(ctx, ns.Name, shard, from, last+int64(store.SweepSlice), func(counter string, _ int64) bool {
-			if p.Hint(counter, now) {
+			// These counters' hints are lost, so nothing bounds their events.
+			if p.hint(counter, now, unknownBound) {
 				queued++
 			}
 			return true
