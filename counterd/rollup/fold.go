@@ -24,32 +24,37 @@ func Fold(ctx context.Context, log store.EventLog, key store.Key, cp store.Check
 
 // fold is Fold that also returns how many events it read.
 func fold(ctx context.Context, log store.EventLog, key store.Key, cp store.Checkpoint, upTo int64) (store.Int128, int, error) {
-	read := 0
-	var (
-		newer     store.Int128 // adds at times after groupTime
-		group     store.Int128 // adds at groupTime
-		groupTime int64        = math.MaxInt64
-		cleared   bool
-	)
-	err := log.ScanEvents(ctx, key, cp.RollupTime, upTo, func(e store.Event) bool {
-		read++
-		if e.Time != groupTime {
-			newer = newer.Add(group)
-			group = store.Int128{}
-			groupTime = e.Time
-		}
-		if e.Kind == store.KindClear {
-			cleared = true
-			return false
-		}
-		group = group.AddInt64(e.Delta)
-		return true
-	})
-	if err != nil {
+	// One struct holds the scan's state, so that the callback costs one allocation.
+	f := folder{groupTime: math.MaxInt64}
+	if err := log.ScanEvents(ctx, key, cp.RollupTime, upTo, f.visit); err != nil {
 		return store.Int128{}, 0, err
 	}
-	if cleared {
-		return newer, read, nil
+	if f.cleared {
+		return f.newer, f.read, nil
 	}
-	return cp.Count.Add(newer).Add(group), read, nil
+	return cp.Count.Add(f.newer).Add(f.group), f.read, nil
+}
+
+// folder sums events that arrive newest first.
+type folder struct {
+	newer     store.Int128 // adds at times after groupTime
+	group     store.Int128 // adds at groupTime
+	groupTime int64
+	cleared   bool
+	read      int
+}
+
+func (f *folder) visit(e store.Event) bool {
+	f.read++
+	if e.Time != f.groupTime {
+		f.newer = f.newer.Add(f.group)
+		f.group = store.Int128{}
+		f.groupTime = e.Time
+	}
+	if e.Kind == store.KindClear {
+		f.cleared = true
+		return false
+	}
+	f.group = f.group.AddInt64(e.Delta)
+	return true
 }
