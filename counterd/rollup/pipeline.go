@@ -48,8 +48,8 @@ type queue struct {
 type entry struct {
 	// due is the earliest due time of the counter's hints.
 	due int64
-	// bound is the latest event time that the counter's hints are about; unknownBound when a
-	// hint did not say.
+	// bound is the latest event time that the counter's hints are about, or unknownBound when
+	// a hint gave none.
 	bound int64
 }
 

@@ -57,7 +57,7 @@ func (r *Roller) RollupBatch(ctx context.Context, counters []string, trigger str
 	return r.rollupBatch(ctx, counters, rollupOptions{trigger: trigger, cover: math.MaxInt64, pending: true})
 }
 
-// rollupOptions tune rollupBatch for its callers.
+// rollupOptions are the settings of one rollupBatch call.
 type rollupOptions struct {
 	// trigger labels the rollups in the metrics.
 	trigger string
@@ -66,9 +66,9 @@ type rollupOptions struct {
 	// pending looks for the events after each checkpoint, for Rolled.PendingAfter. Only the
 	// queues reschedule from it; the sweep reaches later events in their own slices.
 	pending bool
-	// bounds, when set, holds for each counter the latest event time its hints were about. The
-	// pending lookup is skipped when the checkpoint reaches it: later events have hints of their
-	// own, or are left to the sweep.
+	// bounds, when set, contains for each counter the latest event time its hints were about.
+	// The pending lookup is skipped when the checkpoint reaches it, because later events have
+	// hints of their own or are left to the sweep.
 	bounds []int64
 }
 

@@ -325,8 +325,11 @@ func TestSweepLeavesCurrentCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := f.checkpoint(t, "rolled")
-	if before.Count != store.Int128From(4) || before.RollupTime >= base+slice {
-		t.Fatalf("hinted rollup = %+v, want count 4 ending inside the first slice", before)
+	if before.Count != store.Int128From(4) {
+		t.Fatalf("hinted rollup = %+v, want count 4", before)
+	}
+	if before.RollupTime >= base+slice {
+		t.Fatalf("hinted rollup = %+v, want it to end inside the first slice", before)
 	}
 	written, lookups := counting.checkpointsWritten.Load(), counting.pendingLookups.Load()
 
@@ -343,8 +346,12 @@ func TestSweepLeavesCurrentCheckpoints(t *testing.T) {
 	if cp := f.checkpoint(t, "rolled"); cp != before {
 		t.Errorf("checkpoint after the sweep = %+v, want it unchanged at %+v", cp, before)
 	}
-	if cp := f.checkpoint(t, "unhinted"); cp.Count != store.Int128From(4) || cp.RollupTime < base+slice {
-		t.Errorf("unhinted counter after the sweep = %+v, want count 4 covering the slice", cp)
+	unhinted := f.checkpoint(t, "unhinted")
+	if unhinted.Count != store.Int128From(4) {
+		t.Errorf("unhinted counter after the sweep = %+v, want count 4", unhinted)
+	}
+	if unhinted.RollupTime < base+slice {
+		t.Errorf("unhinted counter after the sweep = %+v, want it to cover the slice", unhinted)
 	}
 
 	// The events the sweep vouched for may expire; the checkpoint still holds their sum.
@@ -380,8 +387,12 @@ func TestSweepFoldsEventsAfterAHintedRollup(t *testing.T) {
 	if err := f.pipe.Sweep(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(7) || cp.RollupTime < base+slice {
-		t.Fatalf("checkpoint after the sweep = %+v, want count 7 covering the slice", cp)
+	cp := f.checkpoint(t, "c")
+	if cp.Count != store.Int128From(7) {
+		t.Errorf("checkpoint after the sweep = %+v, want count 7", cp)
+	}
+	if cp.RollupTime < base+slice {
+		t.Errorf("checkpoint after the sweep = %+v, want it to cover the slice", cp)
 	}
 	if f.pipe.Len() != 0 {
 		t.Fatalf("the sweep queued %d counters, want none", f.pipe.Len())
@@ -406,7 +417,7 @@ func (f *fixture) waitForCount(t *testing.T, counter string, want int64) {
 
 // A queued rollup whose hints were all about events the window has passed does not look for
 // later events: any later event has a hint of its own.
-func TestQueueSkipsPendingLookupWhenHintsAreFolded(t *testing.T) {
+func TestQueueSkipsLookupForFoldedHints(t *testing.T) {
 	f, counting := newCountingFixture(t)
 	f.write(t, base, 2, "c")
 	f.pipe.Hint("c", rollup.DueTime(f.ns, base, base))
@@ -421,7 +432,7 @@ func TestQueueSkipsPendingLookupWhenHintsAreFolded(t *testing.T) {
 
 // When a queued counter's hints name an event after the window end, the rollup looks for it
 // and queues the counter again, until the window passes it.
-func TestQueueRequeuesEventsItsHintsNamed(t *testing.T) {
+func TestQueueRequeuesHintedLaterEvents(t *testing.T) {
 	f, counting := newCountingFixture(t)
 	second := base + int64(time.Second)
 	f.write(t, base, 1, "c")
@@ -473,7 +484,7 @@ func TestRecoveredCountersRequeueLaterEvents(t *testing.T) {
 }
 
 // A handoff passes on the bound of a counter's hints as a second, later hint.
-func TestStopHandsOffTheLatestHintedEvent(t *testing.T) {
+func TestHandoffPassesHintBound(t *testing.T) {
 	f := newFixture(t)
 	first, later := base+int64(time.Hour), base+2*int64(time.Hour)
 	f.pipe.Hint("c", later)
@@ -482,7 +493,13 @@ func TestStopHandsOffTheLatestHintedEvent(t *testing.T) {
 	cancel()
 	var dues []int64
 	_ = f.pipe.StopWithHandoff(ctx, func(counter string, due int64) { dues = append(dues, due) })
-	if len(dues) != 2 || dues[0] != first || dues[1] != later {
-		t.Fatalf("handed off dues %v, want [base+1h base+2h]", dues)
+	if len(dues) != 2 {
+		t.Fatalf("handed off %d hints (dues %v), want 2", len(dues), dues)
+	}
+	if dues[0] != first {
+		t.Errorf("first handed-off due = base%+d, want the queued due base+1h", dues[0]-base)
+	}
+	if dues[1] != later {
+		t.Errorf("second handed-off due = base%+d, want base+2h, when the window passes the latest event", dues[1]-base)
 	}
 }

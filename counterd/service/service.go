@@ -538,8 +538,8 @@ func (s *Service) loadCheckpoint(ctx context.Context, ns *namespace, key store.K
 		return store.Checkpoint{}, err
 	}
 	if cp.LastWriteTime > cp.RollupTime {
-		// The first hint is due when the window passes the oldest event that may wait, the
-		// second one names the newest, so that the rollup looks for the events in between.
+		// The first hint is due when the window passes the oldest event that may wait. The
+		// second names the newest, so that the rollup looks for the events in between.
 		now := s.clock()
 		s.hint(ns, key, rollup.DueTime(ns.cfg, now, cp.RollupTime+1))
 		s.hint(ns, key, rollup.DueTime(ns.cfg, now, cp.LastWriteTime))

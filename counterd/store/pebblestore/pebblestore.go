@@ -622,7 +622,7 @@ func (s *Store) WriteCheckpoints(_ context.Context, keys []store.Key, checkpoint
 
 	batch := s.db.NewBatch()
 	defer batch.Close()
-	// One iterator reads every stored checkpoint; checkpointMu keeps other writers out.
+	// One iterator reads every stored checkpoint, and checkpointMu keeps other writers out.
 	it, err := s.db.NewIter(&counterScoped)
 	if err != nil {
 		return err
