@@ -84,6 +84,11 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 	var changedKeys []store.Key
 	var changed []store.Checkpoint
 	for i, counter := range counters {
+		// The embedded store does not stop on a cancelled context, so a shutdown that ends
+		// the sweep or the drain is noticed here.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		key := store.Key{Namespace: r.ns.Name, Counter: counter}
 		cp, err := r.readCheckpoint(ctx, key)
 		if err != nil {

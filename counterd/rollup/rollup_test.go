@@ -2,6 +2,7 @@ package rollup_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"sync/atomic"
@@ -501,5 +502,36 @@ func TestHandoffPassesHintBound(t *testing.T) {
 	}
 	if dues[1] != later {
 		t.Errorf("second handed-off due = base%+d, want base+2h, when the window passes the latest event", dues[1]-base)
+	}
+}
+
+// A sweep cancelled by a shutdown stops, writes no checkpoint and keeps its marks, so that the
+// next sweep starts over from them.
+func TestCancelledSweepKeepsMarks(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	slice := int64(store.SweepSlice)
+	f.write(t, base+1, 1, counters(50)...)
+	f.now.Store(base + slice + int64(f.ns.WindowDelay()) + rollup.SweepLag(f.ns))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := f.pipe.Sweep(ctx)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Sweep returned %v, want context.Canceled", err)
+	}
+	if got := counting.checkpointsWritten.Load(); got != 0 {
+		t.Errorf("cancelled Sweep wrote %d checkpoints, want 0", got)
+	}
+	for shard := range store.SweepShards {
+		if mark, _ := f.store.SweepMark(context.Background(), "ns", shard); mark != 0 {
+			t.Fatalf("shard %d sweep mark = base%+d after a cancelled Sweep, want none", shard, mark-base)
+		}
+	}
+
+	if err := f.pipe.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := counting.checkpointsWritten.Load(); got != 50 {
+		t.Errorf("Sweep wrote %d checkpoints, want 50", got)
 	}
 }

@@ -107,6 +107,10 @@ func (p *Pipeline) sweepShard(ctx context.Context, shard int, end int64) (int64,
 	}
 	var flushErr error
 	err = r.store.SweepCounters(ctx, ns.Name, shard, first, last, func(counter string, sliceStart int64) bool {
+		if err := ctx.Err(); err != nil {
+			flushErr = err // the mark stays, so the next sweep starts over from it
+			return false
+		}
 		pending[counter] = struct{}{}
 		cover = max(cover, sliceStart+slice)
 		if len(pending) >= maxSweepSet {

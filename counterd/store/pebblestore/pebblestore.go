@@ -802,6 +802,9 @@ func (s *Store) Expire(ctx context.Context, namespace string, before int64) erro
 		return fmt.Errorf("namespace %q is not configured in the embedded store", namespace)
 	}
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		bucket, found, err := s.OldestWrittenBucket(ctx, namespace)
 		if err != nil {
 			return err
@@ -850,19 +853,25 @@ func (s *Store) expireBucket(ctx context.Context, namespace string, bucket int64
 	defer batch.Close()
 
 	end := bucket + int64(width)
+	// A failure or a cancellation leaves the whole bucket, index included, for the next pass.
+	var counterErr error
 	err := s.WrittenCounters(ctx, namespace, bucket, func(counter string) bool {
+		if counterErr = ctx.Err(); counterErr != nil {
+			return false
+		}
 		key := store.Key{Namespace: namespace, Counter: counter}
 		// Events of [bucket, end) have keys from eventBound(end-1) up to eventBound(bucket-1).
 		lower, upper := eventBound(nil, key, end-1), eventBound(nil, key, bucket-1)
-		if err := s.dropTokens(ctx, batch, key, lower, upper); err != nil {
-			s.logger.Error("Failed to drop expired idempotency tokens", "namespace", namespace, "counter", counter, "err", err)
+		if counterErr = s.dropTokens(ctx, batch, key, lower, upper); counterErr != nil {
+			counterErr = fmt.Errorf("failed to drop the expired idempotency tokens of %q: %w", counter, counterErr)
 			return false
 		}
-		if err := batch.DeleteRange(lower, upper, nil); err != nil {
-			return false
-		}
-		return true
+		counterErr = batch.DeleteRange(lower, upper, nil)
+		return counterErr == nil
 	})
+	if err == nil {
+		err = counterErr
+	}
 	if err != nil {
 		return err
 	}

@@ -216,3 +216,44 @@ func TestOtherKeyLayoutRejected(t *testing.T) {
 		t.Fatalf("Open of a database with the default comparer: %v, want an error that names the cause and the fix", err)
 	}
 }
+
+// An Expire whose context is cancelled keeps the whole bucket, index included, and a later
+// Expire drops it.
+func TestCancelledExpireKeepsBucket(t *testing.T) {
+	s := open(t, storetest.Options())
+	defer s.Close()
+
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	key := store.Key{Namespace: storetest.Namespace, Counter: "old"}
+	e := store.Event{Key: key, Time: start + 1, Token: "old", Kind: store.KindAdd, Delta: 1}
+	if _, err := s.Append(context.Background(), []store.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+	events := func() int {
+		n := 0
+		if err := s.ScanEvents(context.Background(), key, start, start+1, func(store.Event) bool { n++; return true }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := start + time.Hour.Nanoseconds()
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Expire(cancelled, storetest.Namespace, before); err == nil {
+		t.Fatal("Expire with a cancelled context returned no error")
+	}
+	if n := events(); n != 1 {
+		t.Fatalf("%d events after a cancelled Expire, want 1", n)
+	}
+	if _, found, err := s.OldestWrittenBucket(context.Background(), storetest.Namespace); err != nil || !found {
+		t.Fatalf("OldestWrittenBucket after a cancelled Expire = found %v, err %v; want the bucket kept", found, err)
+	}
+
+	if err := s.Expire(context.Background(), storetest.Namespace, before); err != nil {
+		t.Fatal(err)
+	}
+	if n := events(); n != 0 {
+		t.Fatalf("%d events after Expire, want 0", n)
+	}
+}
