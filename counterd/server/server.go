@@ -299,6 +299,7 @@ func (s *Server) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	start := time.Now()
 	s.ready.Store(false)
 	s.draining.Store(true) // a worker now rejects hints, so gateways send them to the next owner
 	for _, name := range s.services {
@@ -321,8 +322,9 @@ func (s *Server) Close() error {
 		cancelFlush()
 	}
 	s.stopCluster()
+	drained := time.Since(start)
 	errs = append(errs, s.closeBackends())
-	s.logger.Info("counterd stopped", "addr", s.listener.Addr().String())
+	s.logger.Info("counterd stopped", "addr", s.listener.Addr().String(), "drained", drained, "took", time.Since(start))
 	return errors.Join(errs...)
 }
 
