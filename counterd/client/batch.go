@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,8 @@ const (
 // calls that queued before it. While maxRequests are in flight, calls queue, and the next free
 // request carries up to maxItems of them. No call waits for a timer, so a lone caller sees the
 // latency of an unbatched call, and many concurrent callers share requests and so the server's
-// syncs. Zero selects DefaultBatchItems or DefaultBatchRequests.
+// syncs. After each reply the request's goroutine yields once, so that callers that send again
+// at once join the next request. Zero selects DefaultBatchItems or DefaultBatchRequests.
 //
 // Each call keeps its own result, retries and MaybeApplied result, because the server applies
 // or rejects the items of a batch one by one. AddAndGet and Clear are never batched.
@@ -142,6 +144,9 @@ func (b *batcher[Req, Res]) run(batch []*batchCall[Req, Res]) {
 	for {
 		if len(batch) > 0 {
 			b.sendBatch(batch)
+			// Let the callers just woken by the replies queue their next calls before the
+			// next batch is taken, or it leaves with the first few of them only.
+			runtime.Gosched()
 		}
 		b.mu.Lock()
 		if len(b.queue) == 0 {
