@@ -188,17 +188,25 @@ func TestExpireWaitsForTheSweep(t *testing.T) {
 		t.Fatal("events expired before any checkpoint covered them")
 	}
 
+	f.sweepThenExpire(t, "c", 5)
+}
+
+// sweepThenExpire sweeps and expires, then checks that counter has no event left and that its
+// checkpoint holds want.
+func (f *fixture) sweepThenExpire(t *testing.T, counter string, want int64) {
+	t.Helper()
 	if err := f.pipe.Sweep(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.pipe.Expire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	key := store.Key{Namespace: "ns", Counter: counter}
 	if _, ok, _ := f.store.OldestEventAfter(context.Background(), key, math.MinInt64); ok {
 		t.Fatal("events past retention and the sweep were kept")
 	}
-	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(5) {
-		t.Fatalf("checkpoint after expiry = %+v, want 5", cp)
+	if cp := f.checkpoint(t, counter); cp.Count != store.Int128From(want) {
+		t.Fatalf("checkpoint after expiry = %+v, want %d", cp, want)
 	}
 }
 
@@ -357,19 +365,7 @@ func TestSweepLeavesCurrentCheckpoints(t *testing.T) {
 
 	// The events the sweep vouched for may expire; the checkpoint still holds their sum.
 	f.now.Store(base + int64(f.ns.Retention.Duration) + int64(time.Hour))
-	if err := f.pipe.Sweep(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.pipe.Expire(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	key := store.Key{Namespace: "ns", Counter: "rolled"}
-	if _, ok, _ := f.store.OldestEventAfter(context.Background(), key, math.MinInt64); ok {
-		t.Fatal("events past retention and the sweep were kept")
-	}
-	if cp := f.checkpoint(t, "rolled"); cp.Count != store.Int128From(4) {
-		t.Fatalf("checkpoint after expiry = %+v, want 4", cp)
-	}
+	f.sweepThenExpire(t, "rolled", 4)
 }
 
 // An event written after a hinted rollup, in the same slice, whose own hint was lost, is folded
@@ -416,15 +412,37 @@ func (f *fixture) waitForCount(t *testing.T, counter string, want int64) {
 	}
 }
 
+// startQueuesAt sets the clock to now and runs the queues until the test ends.
+func (f *fixture) startQueuesAt(t *testing.T, now int64) {
+	t.Helper()
+	f.now.Store(now)
+	f.pipe.Start()
+	t.Cleanup(func() {
+		if err := f.pipe.Stop(context.Background()); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+}
+
+// waitForQueued polls until n counters wait in the queues, or fails after a minute.
+func (f *fixture) waitForQueued(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for f.pipe.Len() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d counters queued, want %d", f.pipe.Len(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // A queued rollup whose hints were all about events the window has passed does not look for
 // later events: any later event has a hint of its own.
 func TestQueueSkipsLookupForFoldedHints(t *testing.T) {
 	f, counting := newCountingFixture(t)
 	f.write(t, base, 2, "c")
 	f.pipe.Hint("c", rollup.DueTime(f.ns, base, base))
-	f.now.Store(base + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
-	f.pipe.Start()
-	defer f.pipe.Stop(context.Background())
+	f.startQueuesAt(t, base+int64(f.ns.WindowDelay())+int64(time.Millisecond))
 	f.waitForCount(t, "c", 2)
 	if got := counting.pendingLookups.Load(); got != 0 {
 		t.Fatalf("%d pending-event lookups, want 0", got)
@@ -443,20 +461,12 @@ func TestQueueRequeuesHintedLaterEvents(t *testing.T) {
 	if f.pipe.Len() != 1 {
 		t.Fatalf("queue holds %d counters, want 1", f.pipe.Len())
 	}
-	f.now.Store(base + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
-	f.pipe.Start()
-	defer f.pipe.Stop(context.Background())
+	f.startQueuesAt(t, base+int64(f.ns.WindowDelay())+int64(time.Millisecond))
 	f.waitForCount(t, "c", 1)
 	if got := counting.pendingLookups.Load(); got != 1 {
 		t.Fatalf("%d pending-event lookups, want 1", got)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for f.pipe.Len() != 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if f.pipe.Len() != 1 {
-		t.Fatal("the counter was not queued again for its second event")
-	}
+	f.waitForQueued(t, 1)
 	f.now.Store(second + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
 	f.waitForCount(t, "c", 11)
 }
@@ -472,16 +482,9 @@ func TestRecoveredCountersRequeueLaterEvents(t *testing.T) {
 	if _, err := f.pipe.Recover(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f.pipe.Start()
-	defer f.pipe.Stop(context.Background())
+	f.startQueuesAt(t, f.now.Load())
 	f.waitForCount(t, "c", 1)
-	deadline := time.Now().Add(time.Minute)
-	for f.pipe.Len() != 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if f.pipe.Len() != 1 {
-		t.Fatal("the recovered counter was not queued again for its second event")
-	}
+	f.waitForQueued(t, 1)
 }
 
 // A handoff passes on the bound of a counter's hints as a second, later hint.
