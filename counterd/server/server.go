@@ -323,6 +323,8 @@ func (s *Server) Close() error {
 	}
 	s.stopCluster()
 	drained := time.Since(start)
+	// NOTE: closing the embedded store waits for Pebble's running compactions, which no
+	// deadline bounds, so a stop can outlast ShutdownTimeout.
 	errs = append(errs, s.closeBackends())
 	s.logger.Info("counterd stopped", "addr", s.listener.Addr().String(), "drained", drained, "took", time.Since(start))
 	return errors.Join(errs...)
