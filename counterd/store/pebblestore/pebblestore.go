@@ -419,7 +419,7 @@ func (s *Store) commitGroup(memo *writtenMemo, group []*appendRequest) error {
 	return nil
 }
 
-// readToken looks up the token key tk of e with it.
+// readToken returns the event stored under the token key tk of e, read through it.
 func readToken(it *pebble.Iterator, tk []byte, e *store.Event) (store.Event, bool, error) {
 	var t int64
 	var kind store.Kind
