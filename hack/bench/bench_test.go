@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -230,5 +232,25 @@ func TestStoreMaxKeepsLargest(t *testing.T) {
 	storeMax(&v, 9)
 	if v.Load() != 9 {
 		t.Errorf("after 9: %d, want 9", v.Load())
+	}
+}
+
+func TestProcFieldFindsTrimmedValue(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpuinfo")
+	content := "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nMemTotal:       24576000 kB\n"
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := procField(path, "model name"); !ok || got != "AMD EPYC 7B13" {
+		t.Errorf(`procField("model name") = %q, %v; want "AMD EPYC 7B13", true`, got, ok)
+	}
+	if got, ok := procField(path, "MemTotal"); !ok || got != "24576000 kB" {
+		t.Errorf(`procField("MemTotal") = %q, %v; want "24576000 kB", true`, got, ok)
+	}
+	if _, ok := procField(path, "model"); ok {
+		t.Error(`procField("model") found a line, want none: names match whole`)
+	}
+	if _, ok := procField(filepath.Join(t.TempDir(), "missing"), "model name"); ok {
+		t.Error("procField found a field in a missing file")
 	}
 }

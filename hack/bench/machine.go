@@ -105,34 +105,39 @@ func readCPUTimes() (idle, total uint64, err error) {
 }
 
 func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "CPU model unknown"
-	}
-	defer f.Close()
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		if name, value, ok := strings.Cut(scanner.Text(), ":"); ok && strings.TrimSpace(name) == "model name" {
-			return strings.TrimSpace(value)
-		}
+	if model, ok := procField("/proc/cpuinfo", "model name"); ok {
+		return model
 	}
 	return "CPU model unknown"
 }
 
 func memTotal() string {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
+	value, ok := procField("/proc/meminfo", "MemTotal")
+	if !ok {
 		return "unknown"
+	}
+	var kib int64
+	if _, err := fmt.Sscanf(value, "%d kB", &kib); err != nil {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.1f GiB (MemTotal in /proc/meminfo)", float64(kib)/(1<<20))
+}
+
+// procField returns the value of the first "name: value" line of a /proc file such as
+// /proc/cpuinfo, with the spaces around name and value trimmed.
+func procField(path, name string) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
 	}
 	defer f.Close()
 	scanner := bufio.NewScanner(f)
 	for scanner.Scan() {
-		var kib int64
-		if _, err := fmt.Sscanf(scanner.Text(), "MemTotal: %d kB", &kib); err == nil {
-			return fmt.Sprintf("%.1f GiB (MemTotal in /proc/meminfo)", float64(kib)/(1<<20))
+		if key, value, ok := strings.Cut(scanner.Text(), ":"); ok && strings.TrimSpace(key) == name {
+			return strings.TrimSpace(value), true
 		}
 	}
-	return "unknown"
+	return "", false
 }
 
 func readFirstLine(path string) string {
