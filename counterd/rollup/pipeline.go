@@ -75,9 +75,11 @@ func (p *Pipeline) Roller() *Roller { return p.roller }
 // Len returns the number of counters waiting.
 func (p *Pipeline) Len() int { return int(p.queued.Load()) }
 
-// Hint queues a rollup of counter at time due (Unix nanoseconds) or earlier, for events at or
-// before due minus the window delay. DueTime gives such a time for an event. It never waits for
-// a rollup or for queue space, so it returns false when the queues are full.
+// Hint queues a rollup of counter at time due (Unix nanoseconds) or earlier. The caller must
+// pass a due time no earlier than the hinted event's time plus the window delay, as DueTime
+// returns, because the queue takes due minus the window delay as the latest event time of the
+// hint. It never waits for a rollup or for queue space, so it returns false when the queues are
+// full.
 //
 // After the rollup, the queue looks for the counter's events after the window end only when a
 // hint was about a later event. Events that no hint names are left to the sweep.
@@ -193,7 +195,8 @@ func (p *Pipeline) StopWithHandoff(ctx context.Context, handoff func(counter str
 		for _, q := range all[start:end] {
 			batch = append(batch, q.counter)
 		}
-		// No pending-event lookup: nothing is left to reschedule them on.
+		// The drain skips the pending-event lookup, because no queue is left to reschedule
+		// those events.
 		if _, err := p.roller.rollupBatch(ctx, batch, rollupOptions{trigger: "shutdown", cover: math.MaxInt64}); err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -278,7 +281,7 @@ func (p *Pipeline) process(batch []string, bounds []int64) {
 		}
 		return
 	}
-	// rolled holds every counter of batch, in order: the queues pass no cover.
+	// rolled contains every counter of batch, in order, because the queues pass no cover.
 	for i, r := range rolled {
 		if r.HasPending {
 			p.hint(r.Counter, DueTime(p.roller.ns, now, r.PendingAfter), bounds[i])
@@ -286,8 +289,9 @@ func (p *Pipeline) process(batch []string, bounds []int64) {
 	}
 }
 
-// boundDue returns a due time whose Hint bounds the events at bound: when the window passes
-// bound. An unknown bound gives the time when the window passes every event accepted so far.
+// boundDue returns the time when the window passes bound, so that a Hint due then names the
+// events up to bound. For an unknown bound, it returns the time when the window passes every
+// event accepted so far.
 func (p *Pipeline) boundDue(bound int64) int64 {
 	ns := p.roller.ns
 	if bound == unknownBound {

@@ -64,7 +64,7 @@ type rollupOptions struct {
 	// cover skips the counters whose checkpoint already ends at or after it.
 	cover int64
 	// pending looks for the events after each checkpoint, for Rolled.PendingAfter. Only the
-	// queues reschedule from it; the sweep reaches later events in their own slices.
+	// queues reschedule from it, because the sweep reaches later events in their own slices.
 	pending bool
 	// bounds, when set, contains for each counter the latest event time its hints were about.
 	// The pending lookup is skipped when the checkpoint reaches it, because later events have
@@ -72,7 +72,7 @@ type rollupOptions struct {
 	bounds []int64
 }
 
-// rollupBatch rolls up counters as RollupBatch does, as opts say. A counter without events
+// rollupBatch rolls up counters as RollupBatch does, with the settings in opts. A counter without events
 // between its checkpoint and the window end keeps its checkpoint: it is exact up to the window
 // end already, so writing it again would only move its RollupTime.
 func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollupOptions) ([]Rolled, error) {

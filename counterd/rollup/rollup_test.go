@@ -192,7 +192,7 @@ func TestExpireWaitsForTheSweep(t *testing.T) {
 }
 
 // sweepThenExpire sweeps and expires, then checks that counter has no event left and that its
-// checkpoint holds want.
+// checkpoint contains want.
 func (f *fixture) sweepThenExpire(t *testing.T, counter string, want int64) {
 	t.Helper()
 	if err := f.pipe.Sweep(context.Background()); err != nil {
@@ -363,14 +363,14 @@ func TestSweepLeavesCurrentCheckpoints(t *testing.T) {
 		t.Errorf("unhinted counter after the sweep = %+v, want it to cover the slice", unhinted)
 	}
 
-	// The events the sweep vouched for may expire; the checkpoint still holds their sum.
+	// The events the sweep vouched for may expire, and the checkpoint still contains their sum.
 	f.now.Store(base + int64(f.ns.Retention.Duration) + int64(time.Hour))
 	f.sweepThenExpire(t, "rolled", 4)
 }
 
 // An event written after a hinted rollup, in the same slice, whose own hint was lost, is folded
 // in by the sweep.
-func TestSweepFoldsEventsAfterAHintedRollup(t *testing.T) {
+func TestSweepFoldsEventsAfterHintedRollup(t *testing.T) {
 	f := newFixture(t)
 	slice := int64(store.SweepSlice)
 	f.write(t, base+1, 4, "c")
@@ -396,7 +396,7 @@ func TestSweepFoldsEventsAfterAHintedRollup(t *testing.T) {
 	}
 }
 
-// waitForCount polls until counter's stored checkpoint holds want, or fails after a minute.
+// waitForCount polls until counter's stored checkpoint contains want, or fails after a minute.
 func (f *fixture) waitForCount(t *testing.T, counter string, want int64) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
@@ -459,7 +459,7 @@ func TestQueueRequeuesHintedLaterEvents(t *testing.T) {
 	f.pipe.Hint("c", rollup.DueTime(f.ns, base, base))
 	f.pipe.Hint("c", rollup.DueTime(f.ns, second, second)) // merges into the queued entry
 	if f.pipe.Len() != 1 {
-		t.Fatalf("queue holds %d counters, want 1", f.pipe.Len())
+		t.Fatalf("queue contains %d counters, want 1", f.pipe.Len())
 	}
 	f.startQueuesAt(t, base+int64(f.ns.WindowDelay())+int64(time.Millisecond))
 	f.waitForCount(t, "c", 1)

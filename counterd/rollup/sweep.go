@@ -83,8 +83,8 @@ func (p *Pipeline) sweepShard(ctx context.Context, shard int, end int64) (int64,
 		start = oldest
 	}
 
-	// Invariant: every counter written in a slice before mark has a checkpoint that holds every
-	// event of that slice. It ends at or past the slice's end, or has no event between its end
+	// Invariant: every counter written in a slice before mark has a checkpoint that contains
+	// every event of that slice. It ends at or past the slice's end, or has no event between its end
 	// and the slice's.
 	pending := make(map[string]struct{})
 	cover := int64(0)

@@ -131,7 +131,7 @@ type WrittenIndex interface {
 	SweepCounters(ctx context.Context, namespace string, shard int, from, to int64, fn func(counter string, sliceStart int64) bool) error
 
 	// SweepMark returns the end of the newest sweep slice of namespace and shard whose
-	// counters all have a checkpoint that holds every event up to that end. It is zero when no
+	// counters all have a checkpoint that contains every event up to that end. It is zero when no
 	// slice was swept.
 	SweepMark(ctx context.Context, namespace string, shard int) (int64, error)
 

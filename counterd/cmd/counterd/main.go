@@ -33,7 +33,7 @@ func run(args []string) int {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		verb, args = args[0], args[1:]
 	} else if len(args) == 1 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
-		// A bare "counterd -h" lists the verbs; "counterd serve -h" lists serve's flags.
+		// A bare "counterd -h" lists the verbs. "counterd serve -h" lists serve's flags.
 		fmt.Print(usage)
 		return 0
 	}

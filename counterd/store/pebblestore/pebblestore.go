@@ -346,8 +346,9 @@ func (s *Store) commitGroup(memo *writtenMemo, group []*appendRequest) error {
 	}
 	pending := make(map[tokenOf]store.Event)
 	// One iterator serves every token lookup of the group: opening and closing one per
-	// lookup cost about a fifth of each lookup. It sees every earlier group, as each group is
-	// applied before the next one starts, and a counter's tokens all go through this committer.
+	// lookup cost about a fifth of each lookup. It reads the writes of every earlier group,
+	// because each group is applied before the next one starts, and a counter's tokens all go
+	// through this committer.
 	tokens, err := s.db.NewIter(&counterScoped)
 	if err != nil {
 		return err
@@ -443,10 +444,10 @@ func readToken(it *pebble.Iterator, tk []byte, e *store.Event) (store.Event, boo
 // level holds most of them, so the filters save a data block read per lookup.
 var counterScoped = pebble.IterOptions{UseL6Filters: true}
 
-// seekExact calls fn with the value of key as it sees it and reports whether key was found.
-// it must have been opened with counterScoped and no bounds; it may serve many lookups. DB.Get
-// would skip the Bloom filter of an L6 sstable and read the data block whose range covers key;
-// this prefix seek consults the filters on every level.
+// seekExact calls fn with the value of key that it reads and reports whether key was found.
+// The iterator must be opened with counterScoped and no bounds, and may serve many lookups.
+// DB.Get would skip the Bloom filter of an L6 sstable and read the data block whose range
+// covers key, whereas this prefix seek consults the filters on every level.
 func seekExact(it *pebble.Iterator, key []byte, fn func(value []byte) error) (bool, error) {
 	if !it.SeekPrefixGE(key) || !bytes.Equal(it.Key(), key) {
 		return false, it.Error()
