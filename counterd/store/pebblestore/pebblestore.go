@@ -24,6 +24,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/zeebo/xxh3"
 
 	"github.com/counterd/counterd/counterd/store"
@@ -100,6 +101,12 @@ type appendRequest struct {
 // Open opens or creates the database in dir. The namespaces in opts give the time bucket width
 // of the written counter index; events of other namespaces are rejected.
 func Open(dir string, opts store.Options, logger *slog.Logger) (*Store, error) {
+	return openFS(dir, vfs.Default, opts, logger)
+}
+
+// openFS opens the database in dir on fs, which tests replace with a filesystem that can
+// simulate a crash.
+func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -114,6 +121,7 @@ func Open(dir string, opts store.Options, logger *slog.Logger) (*Store, error) {
 	blockCache := pebble.NewCache(blockCacheBytes)
 	defer blockCache.Unref()
 	popts := pebbleOptions(blockCache, logger)
+	popts.FS = fs
 	db, err := pebble.Open(dir, popts)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		return nil, fmt.Errorf("failed to open the embedded store in %s: another process is using it; stop that process or pass another --data-dir", dir)

@@ -1,0 +1,116 @@
+package pebblestore_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/counterd/counterd/counterd/store"
+	"github.com/counterd/counterd/counterd/store/pebblestore"
+	"github.com/counterd/counterd/counterd/store/storetest"
+)
+
+// TestAcknowledgedAppendsSurviveCrash takes crash images of the filesystem while concurrent
+// appends run. An image keeps only the data that was synced when it was taken, as a power cut
+// would. Every event acknowledged before an image was taken, new or a duplicate, must be in it.
+// Writers re-send tokens that other writers have in flight, so some duplicates are found in
+// batches that are applied but may not be synced yet.
+func TestAcknowledgedAppendsSurviveCrash(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s, err := pebblestore.OpenFS("db", fs, storetest.Options(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var acked []store.Event      // every event acknowledged so far
+	var inFlight [64]store.Event // events being appended, which other writers re-send
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := 0; ctx.Err() == nil; i++ {
+				batch := make([]store.Event, 1+rng.IntN(8))
+				mu.Lock()
+				for j := range batch {
+					slot := &inFlight[rng.IntN(len(inFlight))]
+					if slot.Token != "" && rng.IntN(3) == 0 {
+						batch[j] = *slot
+						continue
+					}
+					batch[j] = store.Event{
+						Key:   store.Key{Namespace: storetest.Namespace, Counter: fmt.Sprintf("c%d", rng.IntN(40))},
+						Time:  time.Now().UnixNano(),
+						Token: fmt.Sprintf("w%d-%d-%d", w, i, j),
+						Kind:  store.KindAdd, Delta: 1,
+					}
+					*slot = batch[j]
+				}
+				mu.Unlock()
+				if _, err := s.Append(ctx, batch); err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("Append: %v", err)
+					}
+					return
+				}
+				mu.Lock()
+				acked = append(acked, batch...)
+				mu.Unlock()
+			}
+		})
+	}
+
+	type image struct {
+		fs    *vfs.MemFS
+		acked int // the events of acked that the image must hold
+	}
+	var images []image
+	for range 5 {
+		time.Sleep(30 * time.Millisecond)
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		images = append(images, image{fs: fs.CrashClone(vfs.CrashCloneCfg{}), acked: n})
+	}
+	cancel()
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for k, img := range images {
+		if img.acked == 0 {
+			t.Fatalf("image %d: no append was acknowledged before it; the writers did not run", k)
+		}
+		s, err := pebblestore.OpenFS("db", img.fs, storetest.Options(), nil)
+		if err != nil {
+			t.Fatalf("image %d: %v", k, err)
+		}
+		lost := 0
+		for _, e := range acked[:img.acked] {
+			res, err := s.Append(context.Background(), []store.Event{e})
+			if err != nil {
+				t.Fatalf("image %d: %v", k, err)
+			}
+			if !res[0].Duplicate {
+				if lost < 5 {
+					t.Errorf("image %d: acknowledged event %s of counter %s is not in the store", k, e.Token, e.Key.Counter)
+				}
+				lost++
+			}
+		}
+		if lost > 0 {
+			t.Errorf("image %d: %d of %d acknowledged events lost", k, lost, img.acked)
+		}
+		t.Logf("image %d: %d acknowledged events, all present", k, img.acked)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
