@@ -107,8 +107,9 @@ func TestAcknowledgedAppendsSurviveCrash(t *testing.T) {
 		}
 		if lost > 0 {
 			t.Errorf("image %d: %d of %d acknowledged events lost", k, lost, img.acked)
+		} else {
+			t.Logf("image %d: %d acknowledged events, all present", k, img.acked)
 		}
-		t.Logf("image %d: %d acknowledged events, all present", k, img.acked)
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
