@@ -30,10 +30,10 @@ import (
 	"github.com/counterd/counterd/counterd/store"
 )
 
-// committers is the number of committer goroutines. While one waits for its sync, the others
-// check tokens and build their batches, and Pebble merges the syncs that overlap. All events of
-// one counter go to one committer, so the hottest counter's share of writes is one
-// committer's load.
+// committers is the number of committer goroutines. They check tokens and apply their batches
+// in parallel, and the Appends share the syncs that follow (see walSyncer). All events of one
+// counter go to one committer, so the hottest counter's share of writes is one committer's
+// load.
 const committers = 4
 
 // maxGroupEvents bounds the events of one group commit, which bounds the batch's memory and the
@@ -59,7 +59,7 @@ type Stats struct {
 	EventsWritten atomic.Uint64
 	// Duplicates counts appended events whose token was already in the log.
 	Duplicates atomic.Uint64
-	// Syncs counts group commits, each one fsync of the write-ahead log.
+	// Syncs counts the syncs of the write-ahead log that made appends durable.
 	Syncs atomic.Uint64
 	// CheckpointsWritten counts checkpoints stored; ignored older ones are not counted.
 	CheckpointsWritten atomic.Uint64
@@ -76,6 +76,10 @@ type Store struct {
 	committer sync.WaitGroup
 	closed    atomic.Bool
 	closeOnce sync.Once
+	// appending is held for reading by every Append and for writing by Close, so that the
+	// committers and the database stay open until the Appends in progress have synced.
+	appending sync.RWMutex
+	wal       *walSyncer
 
 	// checkpointMu serialises WriteCheckpoints, which read the stored RollupTime before
 	// writing, and SetSweepMark. It also guards sweepDeleted.
@@ -140,6 +144,14 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 
 		sweepDeleted: make(map[sweepShardKey]int64),
 	}
+	s.wal = newWALSyncer(func() error {
+		// An empty log record written with a sync makes every record before it durable.
+		if err := db.LogData(nil, pebble.Sync); err != nil {
+			return fmt.Errorf("failed to sync the write-ahead log: %w", err)
+		}
+		s.stats.Syncs.Add(1)
+		return nil
+	})
 	for i := range s.appends {
 		s.appends[i] = make(chan *appendRequest, 1024)
 		s.committer.Add(1)
@@ -202,6 +214,8 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 			return nil, err
 		}
 	}
+	s.appending.RLock()
+	defer s.appending.RUnlock()
 	if s.closed.Load() {
 		return nil, store.ErrClosed
 	}
@@ -252,6 +266,11 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	// The parts are applied, and the batches that hold the originals of any duplicates were
+	// applied before them; acknowledge nothing until all of those are durable.
+	if err := s.wal.waitApplied(); err != nil {
+		return nil, err
+	}
 	if single {
 		return parts[first].results, nil
 	}
@@ -296,7 +315,7 @@ func (s *Store) checkEvent(e *store.Event) error {
 }
 
 // commitLoop is the only writer of the events of one committer. It drains every request
-// waiting, builds one batch, syncs it, and completes each request.
+// waiting, applies one batch, and completes each request; Append then waits for the sync.
 func (s *Store) commitLoop(committer int) {
 	defer s.committer.Done()
 	var group []*appendRequest
@@ -341,7 +360,8 @@ func (s *Store) failPending(err error) {
 	}
 }
 
-// commitGroup writes the group's new events in one synced batch and fills in the results.
+// commitGroup applies the group's new events in one batch, without a sync, and fills in the
+// results.
 func (s *Store) commitGroup(memo *writtenMemo, group []*appendRequest) error {
 	batch := s.db.NewBatch()
 	defer batch.Close()
@@ -416,13 +436,13 @@ func (s *Store) commitGroup(memo *writtenMemo, group []*appendRequest) error {
 		s.stats.Duplicates.Add(uint64(dups))
 		return nil
 	}
-	if err := s.db.Apply(batch, pebble.Sync); err != nil {
+	if err := s.db.Apply(batch, pebble.NoSync); err != nil {
 		// The memo may now name index entries that were not written; forget it so later
 		// writes rewrite them.
 		memo.reset()
 		return fmt.Errorf("failed to commit %d events: %w", written, err)
 	}
-	s.stats.Syncs.Add(1)
+	s.wal.appliedBatch()
 	s.stats.EventsWritten.Add(uint64(written))
 	s.stats.Duplicates.Add(uint64(dups))
 	return nil
@@ -918,6 +938,10 @@ func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		// The Appends in progress finish, committed and synced, before the committers stop;
+		// later ones find the store closed.
+		s.appending.Lock()
+		defer s.appending.Unlock()
 		close(s.closing)
 		s.committer.Wait()
 		s.failPending(store.ErrClosed)

@@ -1,0 +1,66 @@
+package pebblestore
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// walSyncer makes the committers' batches durable with as few syncs of the write-ahead log as
+// it can. The committers apply their batches without a sync and count them in applied. Once
+// every part of an Append is applied, or found to repeat a token, the Append waits for a sync
+// that started after that. The log is sequential, so that sync covers the Append's own batches
+// and the earlier ones that hold the originals of its duplicates. While one sync runs, the
+// Appends that finish their parts wait for the next, which then serves them all.
+type walSyncer struct {
+	sync func() error
+
+	// applied counts the batches applied so far.
+	applied atomic.Uint64
+
+	mu   sync.Mutex
+	cond *sync.Cond // signalled when a sync ends
+	// synced is the count of applied batches that the last successful sync covered.
+	synced  uint64
+	running bool
+	waiters int // callers waiting for a running sync to end
+}
+
+func newWALSyncer(syncLog func() error) *walSyncer {
+	w := &walSyncer{sync: syncLog}
+	w.cond = &sync.Cond{L: &w.mu}
+	return w
+}
+
+// appliedBatch records that a committer applied one more batch.
+func (w *walSyncer) appliedBatch() { w.applied.Add(1) }
+
+// waitApplied returns once every batch applied before the call is durable. When no sync is
+// running, the caller runs one itself; otherwise it waits for that sync to end and checks
+// again.
+func (w *walSyncer) waitApplied() error {
+	target := w.applied.Load()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.synced < target {
+		if w.running {
+			w.waiters++
+			w.cond.Wait()
+			w.waiters--
+			continue
+		}
+		w.running = true
+		upTo := w.applied.Load()
+		w.mu.Unlock()
+		err := w.sync()
+		w.mu.Lock()
+		if err == nil {
+			w.synced = max(w.synced, upTo)
+		}
+		w.running = false
+		w.cond.Broadcast()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
