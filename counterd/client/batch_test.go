@@ -91,9 +91,16 @@ func (s *batchService) sent() (requests int, tokens map[string]int) {
 }
 
 func TestBatchingSharesRequests(t *testing.T) {
+	t.Run("gRPC over HTTP/2", func(t *testing.T) { testBatchingSharesRequests(t) })
+	t.Run("Connect over HTTP/1.1", func(t *testing.T) {
+		testBatchingSharesRequests(t, WithConnectProtocol(), WithHTTP1())
+	})
+}
+
+func testBatchingSharesRequests(t *testing.T, opts ...Option) {
 	svc := &batchService{release: make(chan struct{}), arrived: make(chan int, 100)}
 	addr := startService(t, &svc.flakyService, svc)
-	c := newTestClient(t, addr, WithBatching(10, 1))
+	c := newTestClient(t, addr, append([]Option{WithBatching(10, 1)}, opts...)...)
 
 	// The first add goes out alone and is held, so the next 25 queue behind it.
 	const callers = 26

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -37,6 +38,7 @@ type settings struct {
 	attemptTimeout time.Duration
 	baseBackoff    time.Duration
 	maxBackoff     time.Duration
+	http1          bool
 	batching       bool
 	batchItems     int
 	batchRequests  int
@@ -53,6 +55,15 @@ func WithConnectJSON() Option {
 // than a gRPC reply.
 func WithConnectProtocol() Option {
 	return func(s *settings) { s.connectBinary = true }
+}
+
+// WithHTTP1 makes the client send each request over an HTTP/1.1 connection of its own, kept
+// open for later requests, instead of multiplexing them over one HTTP/2 connection. It needs the
+// Connect protocol (WithConnectProtocol or WithConnectJSON), as gRPC runs over HTTP/2 only.
+// With WithBatching, a few large requests are in flight at a time, and HTTP/1.1 spends less
+// CPU per request than HTTP/2's framing and flow control, on the client and on the server.
+func WithHTTP1() Option {
+	return func(s *settings) { s.http1 = true }
 }
 
 // WithHTTPClient replaces the default transport, an HTTP/2 client without TLS (h2c) for
@@ -105,8 +116,14 @@ func New(addr string, opts ...Option) (*Client, error) {
 	if err := s.checkBatching(); err != nil {
 		return nil, err
 	}
+	if s.http1 && !s.connectBinary && !s.connectJSON {
+		return nil, errors.New("WithHTTP1 needs the Connect protocol, as gRPC runs over HTTP/2 only: add WithConnectProtocol or WithConnectJSON")
+	}
+	if s.http1 && s.httpClient != nil {
+		return nil, errors.New("WithHTTP1 and WithHTTPClient both choose the transport: configure HTTP/1.1 in the given client, or drop WithHTTPClient")
+	}
 	if s.httpClient == nil {
-		s.httpClient = newHTTPClient(baseURL)
+		s.httpClient = newHTTPClient(baseURL, s.http1)
 	}
 
 	var protocol []connect.ClientOption
@@ -159,12 +176,20 @@ func parseAddress(addr string) (*url.URL, error) {
 	return u, nil
 }
 
-// newHTTPClient returns an HTTP/2 client: h2c with prior knowledge for "http", which is what
-// gRPC needs from a server without TLS, and HTTP/2 over TLS for "https".
-func newHTTPClient(baseURL *url.URL) *http.Client {
+// newHTTPClient returns an HTTP/1.1 client when http1 is set, and otherwise an HTTP/2 client:
+// h2c with prior knowledge for "http", which is what gRPC needs from a server without TLS, and
+// HTTP/2 over TLS for "https".
+func newHTTPClient(baseURL *url.URL, http1 bool) *http.Client {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.Proxy = nil
-	if baseURL.Scheme == "http" {
+	if http1 {
+		protocols := new(http.Protocols)
+		protocols.SetHTTP1(true)
+		transport.Protocols = protocols
+		// Each request in flight holds a connection; keep as many idle as the pool allows,
+		// so that a burst of requests does not close and reopen connections.
+		transport.MaxIdleConnsPerHost = transport.MaxIdleConns
+	} else if baseURL.Scheme == "http" {
 		protocols := new(http.Protocols)
 		protocols.SetUnencryptedHTTP2(true)
 		transport.Protocols = protocols

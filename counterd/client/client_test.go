@@ -94,7 +94,11 @@ func startService(t *testing.T, svc *flakyService, handler ...counterv1connect.C
 	}
 	mux := http.NewServeMux()
 	mux.Handle(counterv1connect.NewCounterServiceHandler(h))
-	srv := httptest.NewUnstartedServer(mux)
+	// The handlers see the HTTP version in a header, so tests can check the transport.
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("Test-Http-Version", r.Proto)
+		mux.ServeHTTP(w, r)
+	}))
 	srv.Config.Protocols = new(http.Protocols)
 	srv.Config.Protocols.SetHTTP1(true)
 	srv.Config.Protocols.SetUnencryptedHTTP2(true)
@@ -404,14 +408,15 @@ func TestClosedConnectionIsRetried(t *testing.T) {
 	}
 }
 
-// protocolService records the protocol of each AddAndGetCount request.
+// protocolService records the protocol, content type and HTTP version of each AddAndGetCount
+// request.
 type protocolService struct {
 	flakyService
 	protocols chan string
 }
 
 func (s *protocolService) AddAndGetCount(ctx context.Context, req *connect.Request[counterv1.AddCountRequest]) (*connect.Response[counterv1.AddAndGetCountResponse], error) {
-	s.protocols <- req.Peer().Protocol + " " + req.Header().Get("Content-Type")
+	s.protocols <- req.Peer().Protocol + " " + req.Header().Get("Content-Type") + " " + req.Header().Get("Test-Http-Version")
 	return s.flakyService.AddAndGetCount(ctx, req)
 }
 
@@ -421,9 +426,11 @@ func TestProtocolOptions(t *testing.T) {
 		opts []Option
 		want string
 	}{
-		{"default", nil, "grpc application/grpc"},
-		{"Connect binary", []Option{WithConnectProtocol()}, "connect application/proto"},
-		{"Connect JSON", []Option{WithConnectJSON()}, "connect application/json"},
+		{"default", nil, "grpc application/grpc HTTP/2.0"},
+		{"Connect binary", []Option{WithConnectProtocol()}, "connect application/proto HTTP/2.0"},
+		{"Connect JSON", []Option{WithConnectJSON()}, "connect application/json HTTP/2.0"},
+		{"Connect binary over HTTP/1.1", []Option{WithConnectProtocol(), WithHTTP1()}, "connect application/proto HTTP/1.1"},
+		{"Connect JSON over HTTP/1.1", []Option{WithConnectJSON(), WithHTTP1()}, "connect application/json HTTP/1.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc := &protocolService{protocols: make(chan string, 1)}
@@ -432,7 +439,25 @@ func TestProtocolOptions(t *testing.T) {
 				t.Fatalf("AddAndGet = %d, %v; want 7", got, err)
 			}
 			if got := <-svc.protocols; got != tc.want {
-				t.Errorf("request protocol and content type %q, want %q", got, tc.want)
+				t.Errorf("request protocol, content type and HTTP version %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestHTTP1OptionConflicts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want string
+	}{
+		{"with gRPC", []Option{WithHTTP1()}, "WithHTTP1 needs the Connect protocol"},
+		{"with an HTTP client", []Option{WithConnectProtocol(), WithHTTP1(), WithHTTPClient(http.DefaultClient)}, "WithHTTP1 and WithHTTPClient both choose the transport"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New("127.0.0.1:1", tc.opts...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New: %v, want an error containing %q", err, tc.want)
 			}
 		})
 	}
