@@ -6,6 +6,7 @@ package loadgen
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/counterd/counterd/counterd/client"
@@ -20,6 +21,9 @@ type Config struct {
 	// Batching makes the new client for Server gather the concurrent adds and gets of the
 	// workers into batch requests (client.WithBatching with its default limits).
 	Batching bool
+	// Protocol is the new client's protocol and transport: ProtocolGRPC (the default),
+	// ProtocolConnect or ProtocolConnectHTTP1.
+	Protocol string
 	// Namespace receives all requests. Default "default".
 	Namespace string
 	// CounterPrefix starts every counter name. Default "bench-" plus a random run id, so that
@@ -58,6 +62,18 @@ type Config struct {
 	// workers, the tokens and the run id still vary from run to run.
 	Seed uint64
 }
+
+// Values of Config.Protocol.
+const (
+	// ProtocolGRPC is gRPC over HTTP/2, the client's default.
+	ProtocolGRPC = "grpc"
+	// ProtocolConnect is the Connect protocol with binary protobuf over HTTP/2
+	// (client.WithConnectProtocol).
+	ProtocolConnect = "connect"
+	// ProtocolConnectHTTP1 is the Connect protocol with binary protobuf over HTTP/1.1
+	// connections (client.WithConnectProtocol and client.WithHTTP1).
+	ProtocolConnectHTTP1 = "connect-http1"
+)
 
 // Defaults of the Config fields.
 const (
@@ -100,6 +116,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.VerifyTimeout == 0 {
 		cfg.VerifyTimeout = DefaultVerifyTimeout
 	}
+	if cfg.Protocol == "" {
+		cfg.Protocol = ProtocolGRPC
+	}
 
 	switch {
 	case cfg.Concurrency < 0:
@@ -118,6 +137,37 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("loadgen: invalid RequestTimeout %v: use a positive duration", cfg.RequestTimeout)
 	case cfg.VerifyTimeout < 0:
 		return cfg, fmt.Errorf("loadgen: invalid VerifyTimeout %v: use a positive duration", cfg.VerifyTimeout)
+	case cfg.Protocol != ProtocolGRPC && cfg.Protocol != ProtocolConnect && cfg.Protocol != ProtocolConnectHTTP1:
+		return cfg, fmt.Errorf("loadgen: invalid Protocol %q: use %q, %q or %q", cfg.Protocol, ProtocolGRPC, ProtocolConnect, ProtocolConnectHTTP1)
 	}
 	return cfg, nil
+}
+
+// settings describes the load that cfg sends, for the top of the report.
+func (cfg Config) settings() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d workers, %d counters", cfg.Concurrency, cfg.Counters)
+	if cfg.Zipf > 1 {
+		fmt.Fprintf(&b, " (Zipf %g)", cfg.Zipf)
+	} else {
+		b.WriteString(" (uniform)")
+	}
+	fmt.Fprintf(&b, ", %g%% gets, %g%% of adds sent twice", 100*cfg.GetRatio, 100*cfg.DuplicateRate)
+	if cfg.Client != nil {
+		b.WriteString(", caller's client")
+	} else {
+		fmt.Fprintf(&b, ", protocol %s", cfg.Protocol)
+		if cfg.Batching {
+			b.WriteString(", batching")
+		}
+	}
+	switch {
+	case cfg.Count > 0 && cfg.Duration > 0:
+		fmt.Fprintf(&b, ", %d operations or %v", cfg.Count, cfg.Duration)
+	case cfg.Count > 0:
+		fmt.Fprintf(&b, ", %d operations", cfg.Count)
+	default:
+		fmt.Fprintf(&b, ", %v", cfg.Duration)
+	}
+	return b.String()
 }

@@ -13,6 +13,8 @@ const maxListed = 20
 
 // Report is the outcome of a Run.
 type Report struct {
+	// Settings describes the load that was sent.
+	Settings string
 	// Elapsed is the length of the load phase.
 	Elapsed time.Duration
 	// Ops has the measurements of each operation type: OpAdd, OpGet and OpDuplicate.
@@ -71,6 +73,9 @@ func newReport(cfg Config, elapsed time.Duration, stats []*workerStats) *Report 
 // Print writes the report as text: throughput and latency per operation type, errors by code
 // and the verification result with up to 20 mismatches and 20 ambiguous counters.
 func (r *Report) Print(w io.Writer) {
+	if r.Settings != "" {
+		fmt.Fprintf(w, "settings: %s\n", r.Settings)
+	}
 	fmt.Fprintf(w, "load: %.1fs\n", r.Elapsed.Seconds())
 	fmt.Fprintf(w, "%-10s %10s %10s %8s %10s %10s %10s %10s %10s\n", "op", "count", "ops/s", "errors", "p50", "p90", "p99", "p99.9", "max")
 	for _, op := range opTypes {

@@ -87,6 +87,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if cfg.Batching {
 			opts = append(opts, client.WithBatching(0, 0))
 		}
+		switch cfg.Protocol {
+		case ProtocolConnect:
+			opts = append(opts, client.WithConnectProtocol())
+		case ProtocolConnectHTTP1:
+			opts = append(opts, client.WithConnectProtocol(), client.WithHTTP1())
+		}
 		c, err = client.New(cfg.Server, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("loadgen: %w", err)
@@ -95,6 +101,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r := &runner{cfg: cfg, client: c, ledger: newLedger(cfg.Counters)}
 
 	report := r.load(ctx)
+	report.Settings = cfg.settings()
 	if cfg.Verify {
 		report.Verify = r.verify(ctx)
 	}

@@ -197,6 +197,7 @@ func TestRunRejectsInvalidConfig(t *testing.T) {
 		{"duplicate rate", func(c *Config) { c.DuplicateRate = -0.1 }, "DuplicateRate"},
 		{"concurrency", func(c *Config) { c.Concurrency = -1 }, "Concurrency"},
 		{"counters", func(c *Config) { c.Counters = -5 }, "Counters"},
+		{"protocol", func(c *Config) { c.Protocol = "http3" }, "Protocol"},
 	}
 	for _, tt := range tests {
 		cfg := fakeConfig("127.0.0.1:1")

@@ -3,6 +3,7 @@ package loadgen_test
 import (
 	"bytes"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,12 +38,27 @@ func startServer(t *testing.T) string {
 
 func TestRunAgainstServerConverges(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs load for 2s and waits for convergence, about 8s in all")
+		t.Skip("runs load for 2s and waits for convergence, about 8s per protocol")
 	}
+	for _, tc := range []struct {
+		name     string
+		protocol string
+		batching bool
+	}{
+		{"gRPC", loadgen.ProtocolGRPC, false},
+		{"Connect over HTTP/1.1, batched", loadgen.ProtocolConnectHTTP1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testRunAgainstServer(t, tc.protocol, tc.batching) })
+	}
+}
+
+func testRunAgainstServer(t *testing.T, protocol string, batching bool) {
 	addr := startServer(t)
 
 	report, err := loadgen.Run(t.Context(), loadgen.Config{
 		Server:        addr,
+		Protocol:      protocol,
+		Batching:      batching,
 		Concurrency:   8,
 		Duration:      2 * time.Second,
 		Counters:      200,
@@ -60,6 +76,9 @@ func TestRunAgainstServerConverges(t *testing.T) {
 	var out bytes.Buffer
 	report.Print(&out)
 	t.Logf("report:\n%s", out.String())
+	if want := "protocol " + protocol; !strings.Contains(report.Settings, want) {
+		t.Errorf("settings %q do not say %q", report.Settings, want)
+	}
 
 	if report.Ops[loadgen.OpAdd].Count == 0 {
 		t.Fatal("no adds sent")

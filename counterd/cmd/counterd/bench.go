@@ -30,6 +30,7 @@ func runBench(args []string) int {
 	verify := fs.Bool("verify", true, "after the load, wait for convergence and compare every counter with its acknowledged adds")
 	verifyTimeout := fs.Duration("verify-timeout", loadgen.DefaultVerifyTimeout, "maximum wait for the counters to converge")
 	batch := fs.Bool("batch", false, "gather the concurrent adds and gets into AddCounts and GetCounts requests")
+	protocol := fs.String("protocol", loadgen.ProtocolGRPC, fmt.Sprintf("protocol and transport: %q (gRPC over HTTP/2), %q (Connect over HTTP/2) or %q (Connect over HTTP/1.1)", loadgen.ProtocolGRPC, loadgen.ProtocolConnect, loadgen.ProtocolConnectHTTP1))
 	seed := fs.Uint64("seed", 1, "seed of the operation sequence; counter names and tokens stay random per run")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: counterd bench [flags]\n\nSend adds and gets to a running server, print throughput and latency, then verify the counters.\n\n")
@@ -47,6 +48,10 @@ func runBench(args []string) int {
 	}
 	if *duration == 0 && *count == 0 {
 		fmt.Fprintln(os.Stderr, "counterd bench: --duration 0 needs --count: give a positive --duration, --count or both")
+		return 2
+	}
+	if *protocol != loadgen.ProtocolGRPC && *protocol != loadgen.ProtocolConnect && *protocol != loadgen.ProtocolConnectHTTP1 {
+		fmt.Fprintf(os.Stderr, "counterd bench: invalid --protocol %q: use %s, %s or %s\n", *protocol, loadgen.ProtocolGRPC, loadgen.ProtocolConnect, loadgen.ProtocolConnectHTTP1)
 		return 2
 	}
 	if *delta == 0 {
@@ -70,6 +75,7 @@ func runBench(args []string) int {
 		VerifyTimeout:  *verifyTimeout,
 		Seed:           *seed,
 		Batching:       *batch,
+		Protocol:       *protocol,
 	}
 	if cfg.Concurrency <= 0 || cfg.Counters <= 0 {
 		fmt.Fprintln(os.Stderr, "counterd bench: --concurrency and --counters must be positive")
