@@ -261,11 +261,13 @@ type MutationResult struct {
 }
 
 func (s *Service) lookup(nsName, counter string) (*namespace, store.Key, error) {
-	if err := ValidateNamespaceName("namespace", nsName); err != nil {
-		return nil, store.Key{}, err
-	}
+	// Configured names passed validation when the config was loaded, so the pattern, a
+	// regular expression, runs only for names that are not configured.
 	ns, ok := s.namespaces[nsName]
 	if !ok {
+		if err := ValidateNamespaceName("namespace", nsName); err != nil {
+			return nil, store.Key{}, err
+		}
 		return nil, store.Key{}, &Error{Code: CodeNotFound, Message: fmt.Sprintf("namespace: %q is not configured on this server; configured namespaces: %s", nsName, s.names)}
 	}
 	if err := ValidateCounterName("counter_name", counter); err != nil {
