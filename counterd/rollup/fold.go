@@ -22,8 +22,13 @@ func Fold(ctx context.Context, log store.EventLog, key store.Key, cp store.Check
 	return count, err
 }
 
+// eventScanner is the read that a fold makes: store.EventLog and store.BatchReader have it.
+type eventScanner interface {
+	ScanEvents(ctx context.Context, key store.Key, after, upTo int64, fn func(store.Event) bool) error
+}
+
 // fold is Fold that also returns how many events it read.
-func fold(ctx context.Context, log store.EventLog, key store.Key, cp store.Checkpoint, upTo int64) (store.Int128, int, error) {
+func fold(ctx context.Context, log eventScanner, key store.Key, cp store.Checkpoint, upTo int64) (store.Int128, int, error) {
 	// The scan's state is one struct, so that the callback captures one pointer instead of five
 	// variables that would each move to the heap.
 	f := folder{groupTime: math.MaxInt64}

@@ -78,6 +78,13 @@ type rollupOptions struct {
 func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollupOptions) ([]Rolled, error) {
 	now := r.clock()
 	end := WindowEnd(r.ns, now, r.holds)
+	// Every event up to end was written before this point, and every event that a hint of
+	// this batch names was written before the hint, so a reader opened now sees them all.
+	reads, err := r.openReads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer reads.close()
 
 	out := make([]Rolled, 0, len(counters))
 	var outBounds []int64 // opts.bounds of the counters in out
@@ -90,7 +97,7 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 			return nil, err
 		}
 		key := store.Key{Namespace: r.ns.Name, Counter: counter}
-		cp, err := r.readCheckpoint(ctx, key)
+		cp, err := r.readCheckpoint(ctx, reads, key)
 		if err != nil {
 			return nil, fmt.Errorf("failed to read the checkpoint of %q: %w", counter, err)
 		}
@@ -98,7 +105,7 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 			continue
 		}
 		if end > cp.RollupTime {
-			count, read, err := fold(ctx, r.store, key, cp, end)
+			count, read, err := fold(ctx, reads.events, key, cp, end)
 			if err != nil {
 				return nil, fmt.Errorf("failed to fold the events of %q: %w", counter, err)
 			}
@@ -128,7 +135,7 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 		if !opts.pending || (outBounds != nil && outBounds[i] <= out[i].Checkpoint.RollupTime) {
 			continue
 		}
-		t, ok, err := r.store.OldestEventAfter(ctx, key, out[i].Checkpoint.RollupTime)
+		t, ok, err := reads.events.OldestEventAfter(ctx, key, out[i].Checkpoint.RollupTime)
 		if err != nil {
 			return nil, fmt.Errorf("failed to look for events after the checkpoint of %q: %w", out[i].Counter, err)
 		}
@@ -142,6 +149,34 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 	return out, nil
 }
 
+// batchReads serves the store reads of one rollup batch: through a store.BatchReader when the
+// store can open one, and otherwise one by one.
+type batchReads struct {
+	events interface {
+		eventScanner
+		OldestEventAfter(ctx context.Context, key store.Key, after int64) (int64, bool, error)
+	}
+	batch store.BatchReader // nil when the store has none
+}
+
+func (r *Roller) openReads(ctx context.Context) (batchReads, error) {
+	opener, ok := r.store.(store.BatchReaderOpener)
+	if !ok {
+		return batchReads{events: r.store}, nil
+	}
+	br, err := opener.OpenBatchReader(ctx)
+	if err != nil {
+		return batchReads{}, fmt.Errorf("failed to open a reader for a rollup batch: %w", err)
+	}
+	return batchReads{events: br, batch: br}, nil
+}
+
+func (b batchReads) close() {
+	if b.batch != nil {
+		_ = b.batch.Close()
+	}
+}
+
 // checkpointOnlyReader is a store that reads a checkpoint faster when it leaves out
 // LastWriteTime.
 type checkpointOnlyReader interface {
@@ -152,9 +187,12 @@ type checkpointOnlyReader interface {
 // checkpoint may be older than the stored one, never newer, because every checkpoint is read
 // from or written to the store before it is cached. Folding from an older checkpoint gives the
 // same sum, from more events.
-func (r *Roller) readCheckpoint(ctx context.Context, key store.Key) (store.Checkpoint, error) {
+func (r *Roller) readCheckpoint(ctx context.Context, reads batchReads, key store.Key) (store.Checkpoint, error) {
 	if cp, found, err := r.cache.GetCheckpoint(ctx, key); err == nil && found {
 		return cp, nil
+	}
+	if reads.batch != nil {
+		return reads.batch.ReadCheckpointOnly(ctx, key)
 	}
 	if reader, ok := r.store.(checkpointOnlyReader); ok {
 		return reader.ReadCheckpointOnly(ctx, key)

@@ -97,6 +97,26 @@ type EventLog interface {
 	OldestEventAfter(ctx context.Context, key Key, after int64) (int64, bool, error)
 }
 
+// BatchReader reads events and checkpoints for a batch of rollups through state that its calls
+// share, such as one iterator. It sees every write that completed before it was opened; later
+// writes may be missing. It is not safe for concurrent use.
+type BatchReader interface {
+	// ScanEvents is EventLog.ScanEvents.
+	ScanEvents(ctx context.Context, key Key, after, upTo int64, fn func(Event) bool) error
+	// OldestEventAfter is EventLog.OldestEventAfter.
+	OldestEventAfter(ctx context.Context, key Key, after int64) (int64, bool, error)
+	// ReadCheckpointOnly is RollupStore.ReadCheckpoint with LastWriteTime left zero.
+	ReadCheckpointOnly(ctx context.Context, key Key) (Checkpoint, error)
+	// Close releases the reader's state.
+	Close() error
+}
+
+// BatchReaderOpener is a store that can open a BatchReader. Stores without one serve each
+// read of a rollup on its own.
+type BatchReaderOpener interface {
+	OpenBatchReader(ctx context.Context) (BatchReader, error)
+}
+
 // RollupStore keeps checkpoints.
 type RollupStore interface {
 	// ReadCheckpoint returns the checkpoint of key; a counter never rolled up has the zero

@@ -510,17 +510,25 @@ func (s *Store) ScanEvents(ctx context.Context, key store.Key, after, upTo int64
 	if upTo <= after {
 		return nil
 	}
-	lower := eventBound(nil, key, upTo)
-	// Events at exactly `after` are excluded: their keys start with eventBound(after), which
-	// sorts after every key of a newer event.
-	upper := eventBound(nil, key, after)
-	opts := counterScoped
-	opts.LowerBound, opts.UpperBound = lower, upper
-	it, err := s.db.NewIterWithContext(ctx, &opts)
+	it, err := s.db.NewIterWithContext(ctx, &counterScoped)
 	if err != nil {
 		return err
 	}
 	defer it.Close()
+	return scanEvents(it, key, after, upTo, fn)
+}
+
+// scanEvents is ScanEvents through it, an iterator opened with counterScoped, whose bounds it
+// sets.
+func scanEvents(it *pebble.Iterator, key store.Key, after, upTo int64, fn func(store.Event) bool) error {
+	if upTo <= after {
+		return nil
+	}
+	lower := eventBound(nil, key, upTo)
+	// Events at exactly `after` are excluded: their keys start with eventBound(after), which
+	// sorts after every key of a newer event.
+	upper := eventBound(nil, key, after)
+	it.SetBounds(lower, upper)
 
 	prefixLen := len(lower) - 8
 	// A prefix seek stays within the counter's events and skips the sstables whose Bloom
@@ -548,15 +556,20 @@ func (s *Store) OldestEventAfter(ctx context.Context, key store.Key, after int64
 	if s.closed.Load() {
 		return 0, false, store.ErrClosed
 	}
-	prefix := counterPrefix(nil, tagEvent, key)
-	upper := eventBound(nil, key, after)
-	opts := counterScoped
-	opts.LowerBound, opts.UpperBound = prefix, upper
-	it, err := s.db.NewIterWithContext(ctx, &opts)
+	it, err := s.db.NewIterWithContext(ctx, &counterScoped)
 	if err != nil {
 		return 0, false, err
 	}
 	defer it.Close()
+	return oldestEventAfter(it, key, after)
+}
+
+// oldestEventAfter is OldestEventAfter through it, an iterator opened with counterScoped, whose
+// bounds it sets.
+func oldestEventAfter(it *pebble.Iterator, key store.Key, after int64) (int64, bool, error) {
+	prefix := counterPrefix(nil, tagEvent, key)
+	upper := eventBound(nil, key, after)
+	it.SetBounds(prefix, upper)
 	// The events after `after` come first, newest first. Most counters have none or a few of
 	// them. A prefix seek, which skips the sstables without the counter, and a few steps find
 	// the oldest. A counter with more is read backwards from the bound.
@@ -627,7 +640,8 @@ func (s *Store) readCheckpoint(k []byte) (store.Checkpoint, error) {
 	return checkpointAt(it, k)
 }
 
-// checkpointAt reads the checkpoint of key k with it; a missing one is the zero Checkpoint.
+// checkpointAt reads the checkpoint of key k with it, an iterator opened with counterScoped
+// and without bounds; a missing one is the zero Checkpoint.
 func checkpointAt(it *pebble.Iterator, k []byte) (store.Checkpoint, error) {
 	var cp store.Checkpoint
 	_, err := seekExact(it, k, func(v []byte) (err error) {
@@ -1002,3 +1016,39 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 	l.logger.Error(fmt.Sprintf(format, args...), "component", "pebble")
 	panic(fmt.Sprintf(format, args...))
 }
+
+// OpenBatchReader implements store.BatchReaderOpener. The reader's one iterator sees the store
+// as it was when the reader was opened.
+func (s *Store) OpenBatchReader(ctx context.Context) (store.BatchReader, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	it, err := s.db.NewIterWithContext(ctx, &counterScoped)
+	if err != nil {
+		return nil, err
+	}
+	return &batchReader{it: it}, nil
+}
+
+// batchReader serves the reads of a batch of rollups through one iterator, which saves opening
+// and closing one for each read. Between reads, it moves the iterator's bounds.
+type batchReader struct {
+	it  *pebble.Iterator
+	key []byte
+}
+
+func (r *batchReader) ScanEvents(_ context.Context, key store.Key, after, upTo int64, fn func(store.Event) bool) error {
+	return scanEvents(r.it, key, after, upTo, fn)
+}
+
+func (r *batchReader) OldestEventAfter(_ context.Context, key store.Key, after int64) (int64, bool, error) {
+	return oldestEventAfter(r.it, key, after)
+}
+
+func (r *batchReader) ReadCheckpointOnly(_ context.Context, key store.Key) (store.Checkpoint, error) {
+	r.it.SetBounds(nil, nil)
+	r.key = checkpointKey(r.key[:0], key)
+	return checkpointAt(r.it, r.key)
+}
+
+func (r *batchReader) Close() error { return r.it.Close() }

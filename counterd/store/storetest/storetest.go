@@ -47,6 +47,7 @@ func Run(t *testing.T, open Opener) {
 		{"TokensPerCounter", testTokensPerCounter},
 		{"CounterNamesArePrefixFree", testPrefixFreeNames},
 		{"OldestEventAfter", testOldestEventAfter},
+		{"BatchReader", testBatchReader},
 		{"CheckpointLastWriterWins", testCheckpointLastWriterWins},
 		{"CheckpointInt128", testCheckpointInt128},
 		{"LastWriteTime", testLastWriteTime},
@@ -313,6 +314,95 @@ func testOldestEventAfter(t *testing.T, s store.Store) {
 	}
 	if _, ok, err := s.OldestEventAfter(ctx, key("many"), base+40); err != nil || ok {
 		t.Errorf("OldestEventAfter after the newest of 40 events: found=%v err=%v", ok, err)
+	}
+}
+
+// testBatchReader interleaves the reads of several counters through one BatchReader, as a
+// rollup batch does, and checks each against what the counter holds.
+func testBatchReader(t *testing.T, s store.Store) {
+	opener, ok := s.(store.BatchReaderOpener)
+	if !ok {
+		t.Skip("the store has no BatchReader; rollups read through the store's own methods")
+	}
+	ctx := context.Background()
+	mustAppend(t, s, add("a", base+1, "1", 1), add("a", base+5, "5", 2), add("a", base+9, "9", 4), add("ab", base+7, "7", 8))
+	var many []store.Event
+	for i := range int64(40) {
+		many = append(many, add("many", base+1+i, fmt.Sprint(i), 1))
+	}
+	mustAppend(t, s, many...)
+	if err := s.WriteCheckpoints(ctx, []store.Key{key("a")}, []store.Checkpoint{{Count: store.Int128From(3), RollupTime: base + 5}}); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := opener.OpenBatchReader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	scan := func(counter string, after, upTo int64) []int64 {
+		t.Helper()
+		var times []int64
+		if err := r.ScanEvents(ctx, key(counter), after, upTo, func(e store.Event) bool {
+			times = append(times, e.Time-base)
+			return true
+		}); err != nil {
+			t.Fatalf("ScanEvents(%s): %v", counter, err)
+		}
+		return times
+	}
+	oldest := func(counter string, after int64) int64 {
+		t.Helper()
+		got, ok, err := r.OldestEventAfter(ctx, key(counter), after)
+		if err != nil {
+			t.Fatalf("OldestEventAfter(%s): %v", counter, err)
+		}
+		if !ok {
+			return -1
+		}
+		return got - base
+	}
+	checkpoint := func(counter string) store.Checkpoint {
+		t.Helper()
+		cp, err := r.ReadCheckpointOnly(ctx, key(counter))
+		if err != nil {
+			t.Fatalf("ReadCheckpointOnly(%s): %v", counter, err)
+		}
+		return cp
+	}
+
+	if got := scan("a", base+1, base+9); !slices.Equal(got, []int64{9, 5}) {
+		t.Errorf("events of a in (1, 9] = %v, want [9 5]", got)
+	}
+	if got := oldest("many", base+3); got != 4 {
+		t.Errorf("oldest event of many after 3 = %d, want 4", got)
+	}
+	if got := checkpoint("a"); got.Count != store.Int128From(3) || got.RollupTime != base+5 || got.LastWriteTime != 0 {
+		t.Errorf("checkpoint of a = %+v, want count 3 at 5 and no LastWriteTime", got)
+	}
+	if got := scan("ab", math.MinInt64, base+100); !slices.Equal(got, []int64{7}) {
+		t.Errorf("events of ab = %v, want [7]", got)
+	}
+	if got := scan("many", base+30, base+33); !slices.Equal(got, []int64{33, 32, 31}) {
+		t.Errorf("events of many in (30, 33] = %v, want [33 32 31]", got)
+	}
+	if got := oldest("a", base+5); got != 9 {
+		t.Errorf("oldest event of a after 5 = %d, want 9", got)
+	}
+	if got := oldest("a", base+9); got != -1 {
+		t.Errorf("oldest event of a after 9 = %d, want none", got)
+	}
+	if got := oldest("many", base+1); got != 2 {
+		t.Errorf("oldest event of many after 1 = %d, want 2", got)
+	}
+	if got := checkpoint("missing"); got != (store.Checkpoint{}) {
+		t.Errorf("checkpoint of a counter never rolled up = %+v, want zero", got)
+	}
+	if got := scan("missing", math.MinInt64, base+100); len(got) != 0 {
+		t.Errorf("events of a counter without events = %v, want none", got)
+	}
+	if got := scan("a", math.MinInt64, base+100); !slices.Equal(got, []int64{9, 5, 1}) {
+		t.Errorf("every event of a = %v, want [9 5 1]", got)
 	}
 }
 
