@@ -414,14 +414,15 @@ func (s *Store) commitGroup(memo *writtenMemo, group []*appendRequest) error {
 				return err
 			}
 			bucket := store.BucketStart(e.Time, s.buckets[e.Key.Namespace])
-			if memo.add(tagWritten, e.Key, bucket) {
+			slice := store.BucketStart(e.Time, store.SweepSlice)
+			writeBucket, writeSlice := memo.mark(e.Key, bucket, slice)
+			if writeBucket {
 				keyBuf = writtenKey(keyBuf[:0], e.Key, bucket)
 				if err := batch.Set(keyBuf, nil, nil); err != nil {
 					return err
 				}
 			}
-			slice := store.BucketStart(e.Time, store.SweepSlice)
-			if memo.add(tagSweep, e.Key, slice) {
+			if writeSlice {
 				keyBuf = sweepKey(keyBuf[:0], e.Key, slice)
 				if err := batch.Set(keyBuf, nil, nil); err != nil {
 					return err
@@ -971,29 +972,32 @@ func (s *Store) Close() error {
 // counter skip the extra keys. It keeps two generations of bounded size and forgets the older
 // one when the newer fills up.
 type writtenMemo struct {
-	current, previous map[memoKey]struct{}
+	current, previous map[store.Key]memoEntry
 }
 
-type memoKey struct {
-	tag byte
-	at  int64
-	key store.Key
+// memoEntry is the time bucket and the sweep slice of a counter's latest index entries.
+type memoEntry struct {
+	bucket, slice int64
 }
 
-// add records an index entry and reports whether it must be written.
-func (m *writtenMemo) add(tag byte, key store.Key, at int64) bool {
-	k := memoKey{tag: tag, at: at, key: key}
-	if _, ok := m.current[k]; ok {
-		return false
+// mark records a counter's index entries for a time bucket and a sweep slice, and reports
+// which of the two must be written. It remembers the latest bucket and slice of each counter,
+// one map lookup per event: an event in an earlier bucket or slice, which the accept limit
+// allows, writes its entries again, which is harmless.
+func (m *writtenMemo) mark(key store.Key, bucket, slice int64) (writeBucket, writeSlice bool) {
+	e, ok := m.current[key]
+	if !ok {
+		e, ok = m.previous[key]
 	}
-	if _, ok := m.previous[k]; ok {
-		return false
+	if ok && e.bucket == bucket && e.slice == slice {
+		return false, false
 	}
+	writeBucket, writeSlice = !ok || e.bucket != bucket, !ok || e.slice != slice
 	if m.current == nil || len(m.current) >= maxWrittenMemo {
-		m.previous, m.current = m.current, make(map[memoKey]struct{})
+		m.previous, m.current = m.current, make(map[store.Key]memoEntry)
 	}
-	m.current[k] = struct{}{}
-	return true
+	m.current[key] = memoEntry{bucket: bucket, slice: slice}
+	return writeBucket, writeSlice
 }
 
 func (m *writtenMemo) reset() {
