@@ -186,8 +186,8 @@ func newHTTPClient(baseURL *url.URL, http1 bool) *http.Client {
 		protocols := new(http.Protocols)
 		protocols.SetHTTP1(true)
 		transport.Protocols = protocols
-		// Each request in flight holds a connection; keep as many idle as the pool allows,
-		// so that a burst of requests does not close and reopen connections.
+		// Each request in flight holds a connection. Keeping as many idle as the pool allows
+		// lets a burst of requests reuse them instead of reconnecting.
 		transport.MaxIdleConnsPerHost = transport.MaxIdleConns
 	} else if baseURL.Scheme == "http" {
 		protocols := new(http.Protocols)

@@ -79,7 +79,7 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 	now := r.clock()
 	end := WindowEnd(r.ns, now, r.holds)
 	// Every event up to end was written before this point, and every event that a hint of
-	// this batch names was written before the hint, so a reader opened now sees them all.
+	// this batch names was written before the hint, so a reader opened now reads them all.
 	reads, err := r.openReads(ctx)
 	if err != nil {
 		return nil, err

@@ -98,8 +98,8 @@ type EventLog interface {
 }
 
 // BatchReader reads events and checkpoints for a batch of rollups through state that its calls
-// share, such as one iterator. It sees every write that completed before it was opened; later
-// writes may be missing. It is not safe for concurrent use.
+// share, such as one iterator. It reads every write that completed before it was opened, and
+// may miss later ones. It is not safe for concurrent use.
 type BatchReader interface {
 	// ScanEvents is EventLog.ScanEvents.
 	ScanEvents(ctx context.Context, key Key, after, upTo int64, fn func(Event) bool) error

@@ -266,8 +266,8 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	// The parts are applied, and the batches that hold the originals of any duplicates were
-	// applied before them; acknowledge nothing until all of those are durable.
+	// The parts are applied, and so are the batches that hold the originals of any duplicates.
+	// Nothing is acknowledged until all of them are durable.
 	if err := s.wal.waitApplied(); err != nil {
 		return nil, err
 	}
@@ -981,9 +981,8 @@ type memoEntry struct {
 }
 
 // mark records a counter's index entries for a time bucket and a sweep slice, and reports
-// which of the two must be written. It remembers the latest bucket and slice of each counter,
-// one map lookup per event: an event in an earlier bucket or slice, which the accept limit
-// allows, writes its entries again, which is harmless.
+// which of the two must be written. Only the latest bucket and slice of a counter are kept, so
+// a late event in an earlier one rewrites its entry, which is harmless.
 func (m *writtenMemo) mark(key store.Key, bucket, slice int64) (writeBucket, writeSlice bool) {
 	e, ok := m.current[key]
 	if !ok {
@@ -1021,7 +1020,7 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
 }
 
-// OpenBatchReader implements store.BatchReaderOpener. The reader's one iterator sees the store
+// OpenBatchReader implements store.BatchReaderOpener. The reader's one iterator reads the store
 // as it was when the reader was opened.
 func (s *Store) OpenBatchReader(ctx context.Context) (store.BatchReader, error) {
 	if s.closed.Load() {

@@ -5,12 +5,9 @@ import (
 	"sync/atomic"
 )
 
-// walSyncer makes the committers' batches durable with as few syncs of the write-ahead log as
-// it can. The committers apply their batches without a sync and count them in applied. Once
-// every part of an Append is applied, or found to repeat a token, the Append waits for a sync
-// that started after that. The log is sequential, so that sync covers the Append's own batches
-// and the earlier ones that hold the originals of its duplicates. While one sync runs, the
-// Appends that finish their parts wait for the next, which then serves them all.
+// walSyncer makes applied batches durable with few syncs of the write-ahead log. Committers
+// apply their batches without a sync and count them. An Append whose parts are applied waits
+// for a sync that started after that, and one sync serves every Append waiting when it starts.
 type walSyncer struct {
 	sync func() error
 
@@ -18,7 +15,7 @@ type walSyncer struct {
 	applied atomic.Uint64
 
 	mu   sync.Mutex
-	cond *sync.Cond // signalled when a sync ends
+	cond *sync.Cond // signaled when a sync ends
 	// synced is the count of applied batches that the last successful sync covered.
 	synced  uint64
 	running bool
