@@ -7,8 +7,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// jsonCodec is Connect's JSON codec with one change: fields with zero values are written, so
-// GetCount on a counter at zero returns {"count":"0"} rather than {}.
+// jsonCodec is Connect's JSON codec with two changes. Fields with zero values are written, so
+// GetCount on a counter at zero returns {"count":"0"} rather than {}. Unknown fields are
+// rejected instead of ignored, so a misspelled "delta" fails instead of adding 0.
 type jsonCodec struct{ name string }
 
 func (c jsonCodec) Name() string { return c.name }
@@ -26,8 +27,8 @@ func (c jsonCodec) Unmarshal(data []byte, message any) error {
 	if !ok {
 		return fmt.Errorf("%T is not a proto.Message", message)
 	}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(data, m); err != nil {
-		return fmt.Errorf("unmarshal into %T: %w", message, err)
+	if err := protojson.Unmarshal(data, m); err != nil {
+		return fmt.Errorf("invalid JSON for %s: %w; fields take their JSON names, such as counterName and idempotencyToken", m.ProtoReflect().Descriptor().FullName(), err)
 	}
 	return nil
 }

@@ -134,6 +134,19 @@ func TestProtocolsOnOneListener(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || e.Code != "invalid_argument" || !strings.HasPrefix(e.Message, "namespace:") {
 		t.Fatalf("bad namespace: %d %+v, want 400 invalid_argument naming the field", resp.StatusCode, e)
 	}
+
+	// A misspelled field is rejected, not ignored: ignoring "delt" would add 0.
+	typo := `{"namespace":"default","counterName":"typo","delt":6,"idempotencyToken":{"token":"tok-2"}}`
+	resp, err = http.Post(base+"/counter.v1.CounterService/AddAndGetCount", "application/json", strings.NewReader(typo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e = struct{ Code, Message string }{}
+	_ = json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || e.Code != "invalid_argument" || !strings.Contains(e.Message, `unknown field "delt"`) {
+		t.Fatalf("misspelled delta: %d %+v, want 400 invalid_argument naming the unknown field", resp.StatusCode, e)
+	}
 }
 
 func TestHealthReflectionAndMetrics(t *testing.T) {
