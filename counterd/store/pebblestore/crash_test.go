@@ -2,6 +2,7 @@ package pebblestore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -114,4 +115,65 @@ func TestAcknowledgedAppendsSurviveCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestCloseDuringAppends closes the store while writers append. Every Append must return,
+// acknowledged or with ErrClosed, and every acknowledged event must be there after a reopen.
+func TestCloseDuringAppends(t *testing.T) {
+	dir := t.TempDir()
+	s, err := pebblestore.Open(dir, storetest.Options(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var acked []store.Event
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				e := store.Event{
+					Key:   store.Key{Namespace: storetest.Namespace, Counter: fmt.Sprintf("c%d", (w+i)%40)},
+					Time:  time.Now().UnixNano(),
+					Token: fmt.Sprintf("w%d-%d", w, i),
+					Kind:  store.KindAdd, Delta: 1,
+				}
+				_, err := s.Append(context.Background(), []store.Event{e})
+				if errors.Is(err, store.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, e)
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	s, err = pebblestore.Open(dir, storetest.Options(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if len(acked) == 0 {
+		t.Fatal("no append was acknowledged before Close")
+	}
+	for _, e := range acked {
+		res, err := s.Append(context.Background(), []store.Event{e})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res[0].Duplicate {
+			t.Fatalf("acknowledged event %s of counter %s is missing after the reopen", e.Token, e.Key.Counter)
+		}
+	}
+	t.Logf("%d events acknowledged before Close, all present", len(acked))
 }
