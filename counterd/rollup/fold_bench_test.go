@@ -27,7 +27,7 @@ func openBenchStore(b *testing.B, ns *config.Namespace) store.Store {
 }
 
 // appendEvents writes events in sequential calls of at most 4096 events, the most that the
-// embedded store puts in one group commit, so each call is one commit and one sync.
+// embedded store puts in one group commit, so each call ends with one sync.
 func appendEvents(b *testing.B, st store.Store, events []store.Event) {
 	b.Helper()
 	for len(events) > 0 {

@@ -274,7 +274,7 @@ func (s *Server) registerStoreMetrics() {
 	s.metrics.Registry.MustRegister(
 		counter("counterd_events_written_total", "Events appended to the event log, duplicates excluded.", stats.EventsWritten.Load),
 		counter("counterd_events_duplicate_total", "Appended events whose idempotency token was already in the log.", stats.Duplicates.Load),
-		counter("counterd_store_syncs_total", "Group commits of the embedded store, each one WAL sync.", stats.Syncs.Load),
+		counter("counterd_store_syncs_total", "Syncs of the embedded store's write-ahead log that made appends durable.", stats.Syncs.Load),
 		counter("counterd_checkpoints_written_total", "Checkpoints written to the rollup store.", stats.CheckpointsWritten.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "counterd_store_disk_bytes", Help: "Bytes of the embedded store's files."},
 			func() float64 { return float64(ps.DiskUsage()) }),

@@ -93,21 +93,12 @@ func TestAcknowledgedAppendsSurviveCrash(t *testing.T) {
 		if err != nil {
 			t.Fatalf("image %d: %v", k, err)
 		}
-		lost := 0
-		for _, e := range acked[:img.acked] {
-			res, err := s.Append(context.Background(), []store.Event{e})
-			if err != nil {
-				t.Fatalf("image %d: %v", k, err)
-			}
-			if !res[0].Duplicate {
-				if lost < 5 {
-					t.Errorf("image %d: acknowledged event %s of counter %s is not in the store", k, e.Token, e.Key.Counter)
-				}
-				lost++
-			}
+		lost := missingEvents(t, s, acked[:img.acked])
+		for _, e := range lost[:min(len(lost), 5)] {
+			t.Errorf("image %d: acknowledged event %s of counter %s is not in the store", k, e.Token, e.Key.Counter)
 		}
-		if lost > 0 {
-			t.Errorf("image %d: %d of %d acknowledged events lost", k, lost, img.acked)
+		if len(lost) > 0 {
+			t.Errorf("image %d: %d of %d acknowledged events lost", k, len(lost), img.acked)
 		} else {
 			t.Logf("image %d: %d acknowledged events, all present", k, img.acked)
 		}
@@ -166,14 +157,25 @@ func TestCloseDuringAppends(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("no append was acknowledged before Close")
 	}
-	for _, e := range acked {
+	if lost := missingEvents(t, s, acked); len(lost) > 0 {
+		t.Fatalf("%d of %d acknowledged events are missing after the reopen, among them %s of counter %s", len(lost), len(acked), lost[0].Token, lost[0].Key.Counter)
+	}
+	t.Logf("%d events acknowledged before Close, all present", len(acked))
+}
+
+// missingEvents appends each event again and returns those that s did not report as
+// duplicates, so were not in the store.
+func missingEvents(t *testing.T, s store.Store, events []store.Event) []store.Event {
+	t.Helper()
+	var missing []store.Event
+	for _, e := range events {
 		res, err := s.Append(context.Background(), []store.Event{e})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !res[0].Duplicate {
-			t.Fatalf("acknowledged event %s of counter %s is missing after the reopen", e.Token, e.Key.Counter)
+			missing = append(missing, e)
 		}
 	}
-	t.Logf("%d events acknowledged before Close, all present", len(acked))
+	return missing
 }

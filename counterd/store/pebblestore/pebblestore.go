@@ -2,11 +2,10 @@
 // counter index in one Pebble database. It serves a single counterd process.
 //
 // Appends go through a group commit. Events are split over a few committer goroutines by the
-// hash of their counter, so every copy of a token reaches the same committer. Each
-// committer gathers the events waiting for it into one Pebble batch, checks their tokens, and
-// applies the batch with a sync. Pebble merges the syncs of batches applied at the same time,
-// so while one committer waits for the disk, the others check tokens and build their batches,
-// and concurrent writers share each fsync.
+// hash of their counter, so every copy of a token reaches the same committer. Each committer
+// gathers the events waiting for it into one Pebble batch, checks their tokens, and applies the
+// batch without a sync. Each Append then waits for one sync of the write-ahead log that started
+// after its batches were applied, and concurrent Appends share that fsync (see walSyncer).
 package pebblestore
 
 import (
