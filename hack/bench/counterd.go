@@ -115,9 +115,10 @@ func runCounterd(ctx context.Context, sup *supervisor, binary, tmp, artifacts st
 				"namespace `default`, EventuallyConsistent, accept limit " + config.DefaultAcceptLimit.String() +
 				", every add synced before it is acknowledged (group commit)",
 		},
-		Client: "the harness's driver with one counterd/client (Connect protocol, binary protobuf, over HTTP/1.1 connections) shared by the 64 workers, with `client.WithBatching(0, 0)`, `client.WithConnectProtocol()` and `client.WithHTTP1()`: " +
-			"concurrent adds and gets share AddCounts and GetCounts requests of up to 500 items, at most 2 in flight; " +
-			"each add carries its token and generation time, the same for both copies of a re-sent add, as counterd/loadgen sends them",
+		Client: "the harness's driver with one counterd/client shared by the 64 workers, speaking the Connect protocol with binary protobuf over HTTP/1.1 connections " +
+			"(`client.WithBatching(0, 0)`, `client.WithConnectProtocol()` and `client.WithHTTP1()`). " +
+			"Concurrent adds and gets share AddCounts and GetCounts requests of up to 500 items, with at most 2 in flight. " +
+			"Each add carries its token and generation time, the same for both copies of a re-sent add, as counterd/loadgen sends them",
 	})
 	t, err := newCounterdTarget(addr)
 	if err != nil {
