@@ -111,7 +111,7 @@ func runCounterd(ctx context.Context, sup *supervisor, binary, tmp, artifacts st
 	rep.Configs = append(rep.Configs, systemConfig{
 		System: sysCounterd,
 		Lines: []string{
-			"`counterd serve --listen " + addr + " --data-dir TMP --pprof --log-level warn`, no config file: " +
+			"`counterd serve --listen " + addr + " --data-dir TMP --pprof`, no config file: " +
 				"namespace `default`, EventuallyConsistent, accept limit " + config.DefaultAcceptLimit.String() +
 				", every add synced before it is acknowledged (group commit)",
 		},

@@ -162,6 +162,7 @@ func run(ctx context.Context, opts options, sup *supervisor) error {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		return err
 	}
+	sup.keepLogsIn(artifacts)
 	tmp, err := os.MkdirTemp("", "counterd-bench-")
 	if err != nil {
 		return err

@@ -107,7 +107,7 @@ func startRedis(ctx context.Context, sup *supervisor, binary, tmp, appendfsync s
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
 		return nil, "", "", err
 	}
-	p, err := sup.start("redis-server ("+appendfsync+")", exec.Command(binary, configPath), filepath.Join(dir, "redis.log"), syscall.SIGTERM)
+	p, err := sup.start("redis-server ("+appendfsync+")", exec.Command(binary, configPath), filepath.Join(dir, "redis.log"), syscall.SIGTERM, 0)
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -179,7 +179,7 @@ func startPostgres(ctx context.Context, sup *supervisor, bins map[string]string,
 	cmd := exec.Command(bins["postgres"], args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	// SIGINT is PostgreSQL's fast shutdown: it rolls back open transactions and exits cleanly.
-	p, err := sup.start("postgres", cmd, filepath.Join(dir, "postgres.log"), syscall.SIGINT)
+	p, err := sup.start("postgres", cmd, filepath.Join(dir, "postgres.log"), syscall.SIGINT, 0)
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -219,8 +219,8 @@ func startCounterd(ctx context.Context, sup *supervisor, binary, tmp, dataDir st
 		return nil, "", "", err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(binary, "serve", "--listen", addr, "--data-dir", dataDir, "--pprof", "--log-level", "warn")
-	p, err := sup.start("counterd", cmd, filepath.Join(dir, "counterd.log"), syscall.SIGTERM)
+	cmd := exec.Command(binary, "serve", "--listen", addr, "--data-dir", dataDir, "--pprof")
+	p, err := sup.start("counterd", cmd, filepath.Join(dir, "counterd.log"), syscall.SIGTERM, syscall.SIGQUIT)
 	if err != nil {
 		return nil, "", "", err
 	}

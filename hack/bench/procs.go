@@ -1,19 +1,26 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// stopTimeout is how long a process gets to exit after its stop signal before it is killed.
-const stopTimeout = 15 * time.Second
+// Default timeouts of a supervisor: how long a process gets to exit after its stop signal,
+// and then after its dump signal, before it is killed.
+const (
+	stopTimeout = 15 * time.Second
+	dumpTimeout = 5 * time.Second
+)
 
 // process is a child process that the harness started and must stop.
 type process struct {
@@ -22,6 +29,11 @@ type process struct {
 	// stopSignal is the signal for a clean shutdown: SIGTERM, or SIGINT for PostgreSQL's fast
 	// shutdown.
 	stopSignal syscall.Signal
+	// dumpSignal, when not zero, makes the process write what it is doing to its log and
+	// exit: SIGQUIT for a Go program, which prints every goroutine's stack. It is sent when
+	// the process does not exit within stopTimeout of its stop signal.
+	dumpSignal syscall.Signal
+	logPath    string
 	done       chan struct{}
 	err        error
 }
@@ -31,11 +43,24 @@ type process struct {
 type supervisor struct {
 	mu    sync.Mutex
 	procs []*process
+	// keepDir, when set, receives a copy of the log of every process that did not exit in
+	// time, since the logs live in a temporary directory that the harness removes.
+	keepDir string
+	// stopTimeout and dumpTimeout replace the defaults of the same names when not zero.
+	stopTimeout, dumpTimeout time.Duration
+}
+
+// keepLogsIn makes s copy the logs of processes that overran their stop into dir.
+func (s *supervisor) keepLogsIn(dir string) {
+	s.mu.Lock()
+	s.keepDir = dir
+	s.mu.Unlock()
 }
 
 // start runs cmd in its own process group, so that a Ctrl-C in the terminal reaches only the
-// harness, which then stops the children in order. The output goes to logPath.
-func (s *supervisor) start(name string, cmd *exec.Cmd, logPath string, stopSignal syscall.Signal) (*process, error) {
+// harness, which then stops the children in order. The output goes to logPath. dumpSignal is
+// as described on process.
+func (s *supervisor) start(name string, cmd *exec.Cmd, logPath string, stopSignal, dumpSignal syscall.Signal) (*process, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("create log of %s: %w", name, err)
@@ -50,7 +75,7 @@ func (s *supervisor) start(name string, cmd *exec.Cmd, logPath string, stopSigna
 		logFile.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, cmd.Path, err)
 	}
-	p := &process{name: name, cmd: cmd, stopSignal: stopSignal, done: make(chan struct{})}
+	p := &process{name: name, cmd: cmd, stopSignal: stopSignal, dumpSignal: dumpSignal, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		logFile.Close()
@@ -63,28 +88,94 @@ func (s *supervisor) start(name string, cmd *exec.Cmd, logPath string, stopSigna
 	return p, nil
 }
 
-// stop signals p by its PID, waits up to stopTimeout and then kills it.
-func (s *supervisor) stop(p *process) {
+// stopResult is the outcome of a stop.
+type stopResult struct {
+	// Took is the time from the stop signal to the exit.
+	Took time.Duration
+	// Overran is set when the process did not exit within the stop timeout.
+	Overran bool
+	// KeptLog is the copy of the log of a process that overran, when the supervisor keeps
+	// them.
+	KeptLog string `json:",omitempty"`
+}
+
+// stop signals p by its PID and waits up to stopTimeout. A process that overran gets its dump
+// signal, if it has one, and is then killed; its log is kept when s has a keepDir. Stopping a
+// process that has exited returns the zero stopResult.
+func (s *supervisor) stop(p *process) (res stopResult) {
 	select {
 	case <-p.done:
-		return
+		return res
 	default:
 	}
 	pid := p.cmd.Process.Pid
+	start := time.Now()
+	defer func() { res.Took = time.Since(start) }()
 	slog.Info("stopping", "process", p.name, "pid", pid, "signal", p.stopSignal)
 	if err := syscall.Kill(pid, p.stopSignal); err != nil {
 		slog.Warn("signal failed", "process", p.name, "pid", pid, "err", err)
 	}
+	timeout, dumpWait := cmp.Or(s.stopTimeout, stopTimeout), cmp.Or(s.dumpTimeout, dumpTimeout)
 	select {
 	case <-p.done:
-		return
-	case <-time.After(stopTimeout):
+		return res
+	case <-time.After(timeout):
 	}
-	slog.Warn("process did not exit in time, killing it", "process", p.name, "pid", pid, "timeout", stopTimeout)
+	res.Overran = true
+	defer func() { res.KeptLog = s.keepLog(p) }()
+	if p.dumpSignal != 0 {
+		slog.Warn("process did not exit in time, asking it to dump its stacks", "process", p.name, "pid", pid, "timeout", timeout, "signal", p.dumpSignal)
+		if err := syscall.Kill(pid, p.dumpSignal); err != nil {
+			slog.Warn("signal failed", "process", p.name, "pid", pid, "err", err)
+		}
+		select {
+		case <-p.done:
+			return res
+		case <-time.After(dumpWait):
+		}
+	}
+	slog.Warn("process did not exit in time, killing it", "process", p.name, "pid", pid)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		slog.Warn("kill failed", "process", p.name, "pid", pid, "err", err)
 	}
 	<-p.done
+	return res
+}
+
+// keepLog copies the log of p, which has exited, into s.keepDir and returns the copy's path,
+// or "" when s keeps no logs or the copy failed.
+func (s *supervisor) keepLog(p *process) string {
+	s.mu.Lock()
+	dir := s.keepDir
+	s.mu.Unlock()
+	if dir == "" {
+		return ""
+	}
+	dst := filepath.Join(dir, fmt.Sprintf("%s-%d-late-stop.log", logName(p.name), p.cmd.Process.Pid))
+	if err := copyFile(dst, p.logPath); err != nil {
+		slog.Warn("keeping the log failed", "process", p.name, "log", p.logPath, "err", err)
+		return ""
+	}
+	slog.Warn("kept the log of the process that did not exit in time", "process", p.name, "log", dst)
+	return dst
+}
+
+// logName turns a process name such as "redis-server (always)" into a file name part.
+func logName(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return -1
+	}, strings.ReplaceAll(name, " ", "-"))
+}
+
+func copyFile(dst, src string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o644)
 }
 
 // stopAll stops every process still running, the last started first.

@@ -167,7 +167,7 @@ func (r *report) markdown(outPath, plot, results string) string {
 
 	r.writeOpenLoop(&b)
 	r.writeConvergence(&b)
-	r.writeScale(&b)
+	r.writeScale(&b, outPath)
 
 	fmt.Fprintln(&b, "### Configuration")
 	fmt.Fprintln(&b)

@@ -81,6 +81,9 @@ type scaleResult struct {
 	MismatchesAfterRestart     int
 	Examples                   []string
 	Waited, WaitedAfterRestart time.Duration
+	// StopAfterLoad and StopAfterRestart are counterd's graceful stops after the load and
+	// after the check on the restarted store.
+	StopAfterLoad, StopAfterRestart stopResult
 }
 
 // EventsPerSecond returns acknowledged adds per second over the whole load.
@@ -235,7 +238,7 @@ func runScale(ctx context.Context, sup *supervisor, binary, tmp string, events i
 	}
 	slog.Info("scale check finished", "checked", res.Checked, "mismatches", res.Mismatches, "seconds", res.Waited.Seconds())
 
-	sup.stop(p)
+	res.StopAfterLoad = sup.stop(p)
 	if res.BeforeCompaction, err = measureDisk(dataDir); err != nil {
 		return nil, err
 	}
@@ -268,6 +271,7 @@ func runScale(ctx context.Context, sup *supervisor, binary, tmp string, events i
 		res.Examples = append(res.Examples, "after the restart: "+e)
 	}
 	slog.Info("scale check after restart finished", "checked", res.Checked, "mismatches", res.MismatchesAfterRestart)
+	res.StopAfterRestart = sup.stop(restarted)
 	return res, nil
 }
 

@@ -120,7 +120,7 @@ func TestWriteScaleFoldsLongTable(t *testing.T) {
 			s.Intervals = append(s.Intervals, scaleIntervalStats{End: time.Duration(i+1) * scaleInterval, Length: scaleInterval, Acked: 1})
 		}
 		var b strings.Builder
-		(&report{Scale: s}).writeScale(&b)
+		(&report{Scale: s}).writeScale(&b, "BENCHMARKS.md")
 
 		folded := strings.Contains(b.String(), "<details>")
 		if folded != (rows > maxOpenRows) {
@@ -128,6 +128,22 @@ func TestWriteScaleFoldsLongTable(t *testing.T) {
 		}
 		if got := strings.Count(b.String(), "\n| "); got < rows+3 {
 			t.Errorf("%d rows: %d table lines, want the rows plus the targets table", rows, got)
+		}
+	}
+}
+
+func TestDescribeStopLinksTheKeptLog(t *testing.T) {
+	for _, tc := range []struct {
+		st   stopResult
+		want string
+	}{
+		{stopResult{Took: 1340 * time.Millisecond}, "exited in 1.3s"},
+		{stopResult{Took: 20 * time.Second, Overran: true}, "did not exit in time and was stopped after 20s"},
+		{stopResult{Took: 16 * time.Second, Overran: true, KeptLog: "/repo/docs/benchmarks/counterd-41-late-stop.log"},
+			"[counterd-41-late-stop.log](docs/benchmarks/counterd-41-late-stop.log)"},
+	} {
+		if got := describeStop(tc.st, "/repo/BENCHMARKS.md"); !strings.Contains(got, tc.want) {
+			t.Errorf("describeStop(%+v) = %q, want it to contain %q", tc.st, got, tc.want)
 		}
 	}
 }

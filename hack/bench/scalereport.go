@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -36,8 +37,9 @@ func (r *report) smallRunAdds() float64 {
 	return 0
 }
 
-// writeScale writes the scale run's figures, its targets and its throughput table.
-func (r *report) writeScale(b *strings.Builder) {
+// writeScale writes the scale run's figures, its targets and its throughput table. Links are
+// relative to outPath.
+func (r *report) writeScale(b *strings.Builder, outPath string) {
 	s := r.Scale
 	if s == nil {
 		return
@@ -63,6 +65,8 @@ func (r *report) writeScale(b *strings.Builder) {
 	for _, e := range s.Examples {
 		fmt.Fprintf(b, "  - mismatch %s\n", e)
 	}
+	fmt.Fprintf(b, "- graceful stops of counterd (SIGTERM, killed after %s): after the load %s; after the restart %s\n",
+		stopTimeout, describeStop(s.StopAfterLoad, outPath), describeStop(s.StopAfterRestart, outPath))
 	fmt.Fprintln(b)
 
 	fmt.Fprintln(b, "| target | measured | result |")
@@ -178,4 +182,19 @@ func (s *scaleResult) summary(smallRunAdds float64) *scaleSummary {
 		})
 	}
 	return out
+}
+
+// describeStop describes a stop of counterd, with a link relative to outPath to the log kept
+// when it overran.
+func describeStop(st stopResult, outPath string) string {
+	switch {
+	case !st.Overran:
+		return "exited in " + st.Took.Round(100*time.Millisecond).String()
+	case st.KeptLog == "":
+		return fmt.Sprintf("did not exit in time and was stopped after %s", st.Took.Round(100*time.Millisecond))
+	default:
+		link := relPath(outPath, st.KeptLog)
+		return fmt.Sprintf("did not exit in time and was stopped after %s; its log, with the goroutine stacks it printed on SIGQUIT, is [%s](%s)",
+			st.Took.Round(100*time.Millisecond), filepath.Base(link), link)
+	}
 }
