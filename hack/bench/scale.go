@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/counterd/counterd/counterd/loadgen"
+	"github.com/counterd/counterd/counterd/store/pebblestore"
 )
 
 // The scale run: adds only, to a fresh counterd, over many counters.
@@ -74,6 +75,8 @@ type scaleResult struct {
 	// manual compaction of the whole key range.
 	BeforeCompaction, AfterCompaction diskUsage
 	Compaction                        time.Duration
+	// Tables are the estimated sizes of the store's tables after the compaction.
+	Tables []pebblestore.TableUsage
 	// Checked counters of a uniform sample were compared with their acknowledged sums after
 	// the load, and again after the compaction with counterd restarted on the data directory.
 	Checked                    int
@@ -243,7 +246,7 @@ func runScale(ctx context.Context, sup *supervisor, binary, tmp string, events i
 		return nil, err
 	}
 	compactStart := time.Now()
-	if err := compactStore(ctx, dataDir); err != nil {
+	if res.Tables, err = compactStore(ctx, dataDir); err != nil {
 		return nil, err
 	}
 	res.Compaction = time.Since(compactStart)

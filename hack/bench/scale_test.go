@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/counterd/counterd/counterd/loadgen"
+	"github.com/counterd/counterd/counterd/store/pebblestore"
 )
 
 func TestParseProcStatus(t *testing.T) {
@@ -108,7 +109,7 @@ func TestMeasureDisk(t *testing.T) {
 }
 
 func TestCompactStoreEmpty(t *testing.T) {
-	if err := compactStore(context.Background(), t.TempDir()); err != nil {
+	if _, err := compactStore(context.Background(), t.TempDir()); err != nil {
 		t.Errorf("compactStore of an empty directory: %v", err)
 	}
 }
@@ -145,5 +146,15 @@ func TestDescribeStopLinksTheKeptLog(t *testing.T) {
 		if got := describeStop(tc.st, "/repo/BENCHMARKS.md"); !strings.Contains(got, tc.want) {
 			t.Errorf("describeStop(%+v) = %q, want it to contain %q", tc.st, got, tc.want)
 		}
+	}
+}
+
+func TestWriteScaleTableBytesPerAdd(t *testing.T) {
+	s := &scaleResult{Events: 10, Counters: 5, CounterName: "bench-x-4", Acked: 10, AddLatency: new(loadgen.Histogram),
+		Tables: []pebblestore.TableUsage{{Table: "events", Bytes: 200}, {Table: "tokens", Bytes: 305}}}
+	var b strings.Builder
+	(&report{Scale: s}).writeScale(&b, "BENCHMARKS.md")
+	if want := "events 20.0, tokens 30.5"; !strings.Contains(b.String(), want) {
+		t.Errorf("report lacks %q:\n%s", want, b.String())
 	}
 }

@@ -109,10 +109,12 @@ func measureDisk(dir string) (diskUsage, error) {
 }
 
 // compactStore compacts the Pebble database of a stopped counterd in dir with the store's own
-// options, so that the size afterwards excludes overwritten and deleted entries.
-func compactStore(ctx context.Context, dir string) error {
-	if err := pebblestore.Compact(ctx, dir, slog.Default()); err != nil {
-		return fmt.Errorf("compact the store in %s: %w", dir, err)
+// options, so that the size afterwards excludes overwritten and deleted entries. It returns
+// the estimated size of each table afterwards.
+func compactStore(ctx context.Context, dir string) ([]pebblestore.TableUsage, error) {
+	usage, err := pebblestore.Compact(ctx, dir, slog.Default())
+	if err != nil {
+		return nil, fmt.Errorf("compact the store in %s: %w", dir, err)
 	}
-	return nil
+	return usage, nil
 }

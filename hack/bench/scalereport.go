@@ -60,6 +60,13 @@ func (r *report) writeScale(b *strings.Builder, outPath string) {
 		describeDisk(s.BeforeCompaction), s.bytesPerEvent(s.BeforeCompaction))
 	fmt.Fprintf(b, "- after the harness opened the store with Pebble and compacted the whole key range (%s, replay of the write-ahead log included): %s, %.1f bytes per acknowledged add\n",
 		s.Compaction.Round(time.Millisecond), describeDisk(s.AfterCompaction), s.bytesPerEvent(s.AfterCompaction))
+	if len(s.Tables) > 0 {
+		parts := make([]string, len(s.Tables))
+		for i, t := range s.Tables {
+			parts[i] = fmt.Sprintf("%s %.1f", t.Table, float64(t.Bytes)/float64(max(s.Acked, 1)))
+		}
+		fmt.Fprintf(b, "  - of which, per acknowledged add, by table (Pebble's estimate for each key range): %s\n", strings.Join(parts, ", "))
+	}
 	fmt.Fprintf(b, "- check of %d counters sampled uniformly among those with an acknowledged add: %d mismatches after the load (waited %s for convergence), %d after the compaction with counterd restarted on the data directory\n",
 		s.Checked, s.Mismatches, s.Waited.Round(100*time.Millisecond), s.MismatchesAfterRestart)
 	for _, e := range s.Examples {

@@ -177,9 +177,33 @@ func pebbleOptions(blockCache *pebble.Cache, logger *slog.Logger) *pebble.Option
 	return popts
 }
 
+// TableUsage is the estimated size on disk of one table of the key layout.
+type TableUsage struct {
+	// Table is the table's name: events, tokens, checkpoints, written index, sweep index or
+	// sweep marks.
+	Table string
+	// Bytes is Pebble's estimate of the sstable bytes in the table's key range. An sstable
+	// that holds the end of one table and the start of the next is split at a data block.
+	Bytes uint64
+}
+
+// tables names the tables of the key layout by their tags, in the order of the layout.
+var tables = []struct {
+	tag  byte
+	name string
+}{
+	{tagEvent, "events"},
+	{tagToken, "tokens"},
+	{tagCheckpoint, "checkpoints"},
+	{tagWritten, "written index"},
+	{tagSweep, "sweep index"},
+	{tagSweepMark, "sweep marks"},
+}
+
 // Compact compacts the whole database in dir, which no process may have open, so that its
-// size on disk leaves out overwritten and deleted entries.
-func Compact(ctx context.Context, dir string, logger *slog.Logger) error {
+// size on disk leaves out overwritten and deleted entries. It returns the size of each table
+// afterwards.
+func Compact(ctx context.Context, dir string, logger *slog.Logger) ([]TableUsage, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -187,14 +211,26 @@ func Compact(ctx context.Context, dir string, logger *slog.Logger) error {
 	defer blockCache.Unref()
 	db, err := pebble.Open(dir, pebbleOptions(blockCache, logger))
 	if err != nil {
-		return fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)
+		return nil, fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)
 	}
-	// Every key starts with a tag byte below 0xff.
+	// Every key starts with a tag byte below 0xff. Pebble flushes the memtables first.
 	err = db.Compact(ctx, []byte{0}, []byte{0xff}, true)
+	var usage []TableUsage
+	for _, t := range tables {
+		if err != nil {
+			break
+		}
+		var n uint64
+		n, err = db.EstimateDiskUsage([]byte{t.tag}, []byte{t.tag + 1})
+		usage = append(usage, TableUsage{Table: t.name, Bytes: n})
+	}
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return usage, nil
 }
 
 // Stats returns the store's cumulative counts.

@@ -179,8 +179,22 @@ func TestCompactKeepsEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := pebblestore.Compact(ctx, dir, nil); err != nil {
+	usage, err := pebblestore.Compact(ctx, dir, nil)
+	if err != nil {
 		t.Fatalf("Compact: %v", err)
+	}
+	sizes := map[string]uint64{}
+	for _, u := range usage {
+		sizes[u.Table] = u.Bytes
+	}
+	if len(usage) != 6 {
+		t.Errorf("Compact returned %d tables (%v), want 6", len(usage), usage)
+	}
+	if sizes["events"] == 0 {
+		t.Errorf("events take %d bytes after Compact, want more than 0", sizes["events"])
+	}
+	if sizes["tokens"] == 0 {
+		t.Errorf("tokens take %d bytes after Compact, want more than 0", sizes["tokens"])
 	}
 	s, err = pebblestore.Open(dir, storetest.Options(), nil)
 	if err != nil {
