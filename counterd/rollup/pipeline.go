@@ -197,7 +197,7 @@ func (p *Pipeline) StopWithHandoff(ctx context.Context, handoff func(counter str
 		}
 		// The drain skips the pending-event lookup, because no queue is left to reschedule
 		// those events.
-		if _, err := p.roller.rollupBatch(ctx, batch, rollupOptions{trigger: "shutdown", cover: math.MaxInt64}); err != nil && firstErr == nil {
+		if _, err := p.roller.rollupBatch(ctx, batch, rollupOptions{trigger: "shutdown"}); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
@@ -269,7 +269,7 @@ func (q *queue) popDue(now int64, n int) ([]string, []int64, int64) {
 // after the window end that a hint was about. bounds holds each counter's entry bound.
 func (p *Pipeline) process(batch []string, bounds []int64) {
 	ctx := context.Background()
-	rolled, err := p.roller.rollupBatch(ctx, batch, rollupOptions{trigger: "queue", cover: math.MaxInt64, pending: true, bounds: bounds})
+	rolled, err := p.roller.rollupBatch(ctx, batch, rollupOptions{trigger: "queue", pending: true, bounds: bounds})
 	now := p.roller.clock()
 	if err != nil {
 		p.logger.Error("Rollup failed; retrying", "namespace", p.roller.ns.Name, "counters", len(batch), "err", err)
@@ -281,7 +281,7 @@ func (p *Pipeline) process(batch []string, bounds []int64) {
 		}
 		return
 	}
-	// rolled contains every counter of batch, in order, because the queues pass no cover.
+	// rolled contains every counter of batch, in order, because the queues pass no covers.
 	for i, r := range rolled {
 		if r.HasPending {
 			p.hint(r.Counter, DueTime(p.roller.ns, now, r.PendingAfter), bounds[i])

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/counterd/counterd/counterd/cache"
@@ -54,15 +53,16 @@ type Rolled struct {
 // write and caches them. A cache failure is logged and does not fail the rollup: the store holds
 // the truth and reads fall back to it.
 func (r *Roller) RollupBatch(ctx context.Context, counters []string, trigger string) ([]Rolled, error) {
-	return r.rollupBatch(ctx, counters, rollupOptions{trigger: trigger, cover: math.MaxInt64, pending: true})
+	return r.rollupBatch(ctx, counters, rollupOptions{trigger: trigger, pending: true})
 }
 
 // rollupOptions are the settings of one rollupBatch call.
 type rollupOptions struct {
 	// trigger labels the rollups in the metrics.
 	trigger string
-	// cover skips the counters whose checkpoint already ends at or after it.
-	cover int64
+	// covers, when set, contains for each counter a time: a counter whose checkpoint already
+	// ends at or after it is skipped.
+	covers []int64
 	// pending looks for the events after each checkpoint, for Rolled.PendingAfter. Only the
 	// queues reschedule from it, because the sweep reaches later events in their own slices.
 	pending bool
@@ -101,7 +101,7 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 		if err != nil {
 			return nil, fmt.Errorf("failed to read the checkpoint of %q: %w", counter, err)
 		}
-		if cp.RollupTime >= opts.cover {
+		if opts.covers != nil && cp.RollupTime >= opts.covers[i] {
 			continue
 		}
 		if end > cp.RollupTime {

@@ -299,6 +299,12 @@ type countingStore struct {
 	store.Store
 	checkpointsWritten atomic.Int64
 	pendingLookups     atomic.Int64
+	scans              atomic.Int64
+}
+
+func (s *countingStore) ScanEvents(ctx context.Context, key store.Key, after, upTo int64, fn func(store.Event) bool) error {
+	s.scans.Add(1)
+	return s.Store.ScanEvents(ctx, key, after, upTo, fn)
 }
 
 func (s *countingStore) WriteCheckpoints(ctx context.Context, keys []store.Key, cps []store.Checkpoint) error {
@@ -366,6 +372,57 @@ func TestSweepLeavesCurrentCheckpoints(t *testing.T) {
 	// The events the sweep vouched for may expire, and the checkpoint still contains their sum.
 	f.now.Store(base + int64(f.ns.Retention.Duration) + int64(time.Hour))
 	f.sweepThenExpire(t, "rolled", 4)
+}
+
+// A sweep pass over several slices checks each counter against the end of the latest slice it
+// was written in, not against the pass's last slice. A counter rolled up after the window passed
+// its slice is then left alone, without a fold.
+func TestSweepCoverPerCounter(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	slice := int64(store.SweepSlice)
+	early, late := sameShardCounters(t)
+	f.write(t, base+1, 4, early)
+	f.now.Store(base + slice + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
+	if _, err := f.pipe.Roller().RollupBatch(context.Background(), []string{early}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	before := f.checkpoint(t, early)
+	if before.RollupTime < base+slice || before.RollupTime >= base+3*slice {
+		t.Fatalf("late hinted rollup = %+v, want it to end after the first slice and before the pass's end", before)
+	}
+	f.write(t, base+2*slice+1, 3, late) // no hint
+
+	f.now.Store(base + 3*slice + int64(f.ns.WindowDelay()) + rollup.SweepLag(f.ns))
+	scans := counting.scans.Load()
+	if err := f.pipe.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := counting.scans.Load() - scans; got != 1 {
+		t.Errorf("the sweep folded %d counters, want 1: the unhinted counter only", got)
+	}
+	if cp := f.checkpoint(t, early); cp != before {
+		t.Errorf("checkpoint of %s after the sweep = %+v, want it unchanged at %+v", early, cp, before)
+	}
+	cp := f.checkpoint(t, late)
+	if cp.Count != store.Int128From(3) {
+		t.Errorf("checkpoint of %s after the sweep = %+v, want count 3", late, cp)
+	}
+	if cp.RollupTime < base+3*slice {
+		t.Errorf("checkpoint of %s after the sweep = %+v, want it to cover its slice", late, cp)
+	}
+}
+
+// sameShardCounters returns two counter names in the same sweep shard.
+func sameShardCounters(t *testing.T) (string, string) {
+	t.Helper()
+	first := "c0"
+	for i := 1; i < 10000; i++ {
+		if c := fmt.Sprint("c", i); store.SweepShard(c) == store.SweepShard(first) {
+			return first, c
+		}
+	}
+	t.Fatal("no two of 10000 counter names share a sweep shard")
+	return "", ""
 }
 
 // An event written after a hinted rollup, in the same slice, whose own hint was lost, is folded

@@ -86,18 +86,23 @@ func (p *Pipeline) sweepShard(ctx context.Context, shard int, end int64) (int64,
 	// Invariant: every counter written in a slice before mark has a checkpoint that contains
 	// every event of that slice. It ends at or past the slice's end, or has no event between its end
 	// and the slice's.
-	pending := make(map[string]struct{})
-	cover := int64(0)
+	//
+	// pending maps each counter to the end of the latest slice it was written in. A pass may
+	// span many slices when the sweep is behind, and a counter whose hinted rollup ran after
+	// the window passed its own slice needs no fold.
+	pending := make(map[string]int64)
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
 		}
 		counters := make([]string, 0, len(pending))
-		for c := range pending {
+		covers := make([]int64, 0, len(pending))
+		for c, cover := range pending {
 			counters = append(counters, c)
+			covers = append(covers, cover)
 		}
 		clear(pending)
-		return p.sweepCounters(ctx, counters, cover)
+		return p.sweepCounters(ctx, counters, covers)
 	}
 	// The sweep covers the slices that end at or before the window end.
 	first := store.BucketStart(start, store.SweepSlice)
@@ -111,8 +116,7 @@ func (p *Pipeline) sweepShard(ctx context.Context, shard int, end int64) (int64,
 			flushErr = err // the mark stays, so the next sweep starts over from it
 			return false
 		}
-		pending[counter] = struct{}{}
-		cover = max(cover, sliceStart+slice)
+		pending[counter] = max(pending[counter], sliceStart+slice)
 		if len(pending) >= maxSweepSet {
 			flushErr = flush()
 		}
@@ -136,15 +140,16 @@ func (p *Pipeline) sweepShard(ctx context.Context, shard int, end int64) (int64,
 	return mark, nil
 }
 
-// sweepCounters rolls up the counters whose checkpoint ends before cover, in batches. It does
-// not look for their events after the window: those lie in slices the sweep has not reached,
-// and either their hints or a later sweep brings them in.
-func (p *Pipeline) sweepCounters(ctx context.Context, counters []string, cover int64) error {
+// sweepCounters rolls up, in batches, each counter whose checkpoint ends before its entry in
+// covers. It does not look for their events after the window, because those lie in slices the
+// sweep has not reached, and either their hints or a later sweep brings them in.
+func (p *Pipeline) sweepCounters(ctx context.Context, counters []string, covers []int64) error {
 	r := p.roller
 	batchSize := r.ns.Rollup.BatchSize
 	for start := 0; start < len(counters); start += batchSize {
-		batch := counters[start:min(start+batchSize, len(counters))]
-		if _, err := r.rollupBatch(ctx, batch, rollupOptions{trigger: "sweep", cover: cover}); err != nil {
+		stop := min(start+batchSize, len(counters))
+		opts := rollupOptions{trigger: "sweep", covers: covers[start:stop]}
+		if _, err := r.rollupBatch(ctx, counters[start:stop], opts); err != nil {
 			return err
 		}
 	}
