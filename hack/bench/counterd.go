@@ -157,7 +157,12 @@ func saveProfile(ctx context.Context, addr, binary, artifacts string, spec profi
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	return fetchProfile(ctx, addr, binary, artifacts, spec, seconds, rep)
+}
 
+// fetchProfile fetches a profile of counterd over the next seconds, saves it in artifacts and
+// adds it with its top entries to rep.
+func fetchProfile(ctx context.Context, addr, binary, artifacts string, spec profileSpec, seconds int, rep *report) error {
 	url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, spec.Endpoint, seconds)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

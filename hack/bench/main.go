@@ -235,7 +235,7 @@ func run(ctx context.Context, opts options, sup *supervisor) error {
 	}
 
 	if opts.scaleEvents > 0 {
-		scale, err := runScale(ctx, sup, binary, tmp, opts.scaleEvents, opts.scaleCounters)
+		scale, err := runScale(ctx, sup, binary, tmp, artifacts, opts.scaleEvents, opts.scaleCounters, rep)
 		if err != nil {
 			return fmt.Errorf("scale run: %w", err)
 		}

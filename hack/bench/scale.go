@@ -153,11 +153,16 @@ func (l *scaleLedger) sample(rng *mrand.Rand, n int) []int {
 	return out
 }
 
+// scaleProfile is the CPU profile of the scale run, taken once three quarters of the adds are
+// acknowledged, when the store has grown.
+var scaleProfile = profileSpec{Endpoint: "profile", File: "counterd-cpu-scale.pprof", Title: "CPU, scale run, from three quarters of the adds", Order: 3}
+
 // runScale starts counterd on a new data directory, sends events adds with fresh tokens from
 // concurrency workers, each to a counter chosen uniformly from counters, and records
-// throughput and resident memory over time. It then checks a sample of counters, stops
-// counterd, compacts its data directory, and checks the sample again with counterd restarted.
-func runScale(ctx context.Context, sup *supervisor, binary, tmp string, events int64, counters int) (*scaleResult, error) {
+// throughput and resident memory over time, with a CPU profile saved in artifacts and added to
+// rep. It then checks a sample of counters, stops counterd, compacts its data directory, and
+// checks the sample again with counterd restarted.
+func runScale(ctx context.Context, sup *supervisor, binary, tmp, artifacts string, events int64, counters int, rep *report) (*scaleResult, error) {
 	p, addr, dataDir, err := startCounterd(ctx, sup, binary, tmp, "")
 	if err != nil {
 		return nil, err
@@ -183,6 +188,10 @@ func runScale(ctx context.Context, sup *supervisor, binary, tmp string, events i
 	go func() {
 		defer close(monitorStopped)
 		res.monitor(pid, start, &acked, &failed, monitorDone)
+	}()
+	profiled := make(chan error, 1)
+	go func() {
+		profiled <- profileScale(ctx, addr, binary, artifacts, events*3/4, &acked, monitorDone, rep)
 	}()
 	for w := range concurrency {
 		wg.Go(func() {
@@ -240,6 +249,9 @@ func runScale(ctx context.Context, sup *supervisor, binary, tmp string, events i
 		return nil, err
 	}
 	slog.Info("scale check finished", "checked", res.Checked, "mismatches", res.Mismatches, "seconds", res.Waited.Seconds())
+	if err := <-profiled; err != nil {
+		slog.Warn("scale run profile failed", "err", err)
+	}
 
 	res.StopAfterLoad = sup.stop(p)
 	if res.BeforeCompaction, err = measureDisk(dataDir); err != nil {
@@ -276,6 +288,23 @@ func runScale(ctx context.Context, sup *supervisor, binary, tmp string, events i
 	slog.Info("scale check after restart finished", "checked", res.Checked, "mismatches", res.MismatchesAfterRestart)
 	res.StopAfterRestart = sup.stop(restarted)
 	return res, nil
+}
+
+// profileScale waits until acked reaches from, then saves a CPU profile of the next
+// maxProfileSeconds. It takes none when loadDone closes first.
+func profileScale(ctx context.Context, addr, binary, artifacts string, from int64, acked *atomic.Int64, loadDone <-chan struct{}, rep *report) error {
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	for acked.Load() < from {
+		select {
+		case <-ticker.C:
+		case <-loadDone:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return fetchProfile(ctx, addr, binary, artifacts, scaleProfile, maxProfileSeconds, rep)
 }
 
 // monitor samples counterd's resident memory every rssSampleInterval and closes a row of the

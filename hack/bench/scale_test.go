@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	mrand "math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,7 +142,7 @@ func TestDescribeStopLinksTheKeptLog(t *testing.T) {
 		want string
 	}{
 		{stopResult{Took: 1340 * time.Millisecond}, "exited in 1.3s"},
-		{stopResult{Took: 20 * time.Second, Overran: true}, "did not exit in time and was stopped after 20s"},
+		{stopResult{Took: 20 * time.Second, Overran: true}, "did not exit in time and was stopped after 20.0s"},
 		{stopResult{Took: 16 * time.Second, Overran: true, KeptLog: "/repo/docs/benchmarks/counterd-41-late-stop.log"},
 			"[counterd-41-late-stop.log](docs/benchmarks/counterd-41-late-stop.log)"},
 	} {
@@ -156,5 +159,43 @@ func TestWriteScaleTableBytesPerAdd(t *testing.T) {
 	(&report{Scale: s}).writeScale(&b, "BENCHMARKS.md")
 	if want := "events 20.0, tokens 30.5"; !strings.Contains(b.String(), want) {
 		t.Errorf("report lacks %q:\n%s", want, b.String())
+	}
+}
+
+func TestProfileScaleStartsAtThreshold(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.Error(w, "no profiles here", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+
+	var acked atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- profileScale(context.Background(), addr, "counterd", t.TempDir(), 10, &acked, make(chan struct{}), &report{})
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if n := requests.Load(); n != 0 {
+		t.Fatalf("%d profile requests before the threshold, want 0", n)
+	}
+	acked.Store(10)
+	err := <-done
+	if err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("profileScale = %v, want the server's 503", err)
+	}
+	if n := requests.Load(); n != 1 {
+		t.Errorf("%d profile requests after the threshold, want 1", n)
+	}
+}
+
+func TestProfileScaleSkippedWhenLoadEnds(t *testing.T) {
+	loadDone := make(chan struct{})
+	close(loadDone)
+	var acked atomic.Int64
+	// The address is never dialled: the load ends before the threshold.
+	if err := profileScale(context.Background(), "127.0.0.1:1", "counterd", t.TempDir(), 10, &acked, loadDone, &report{}); err != nil {
+		t.Errorf("profileScale after the load ended = %v, want nil", err)
 	}
 }

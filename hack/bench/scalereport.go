@@ -196,12 +196,12 @@ func (s *scaleResult) summary(smallRunAdds float64) *scaleSummary {
 func describeStop(st stopResult, outPath string) string {
 	switch {
 	case !st.Overran:
-		return "exited in " + st.Took.Round(100*time.Millisecond).String()
+		return fmt.Sprintf("exited in %.1fs", st.Took.Seconds())
 	case st.KeptLog == "":
-		return fmt.Sprintf("did not exit in time and was stopped after %s", st.Took.Round(100*time.Millisecond))
+		return fmt.Sprintf("did not exit in time and was stopped after %.1fs", st.Took.Seconds())
 	default:
 		link := relPath(outPath, st.KeptLog)
-		return fmt.Sprintf("did not exit in time and was stopped after %s; its log, with the goroutine stacks it printed on SIGQUIT, is [%s](%s)",
-			st.Took.Round(100*time.Millisecond), filepath.Base(link), link)
+		return fmt.Sprintf("did not exit in time and was stopped after %.1fs; its log, with the goroutine stacks it printed on SIGQUIT, is [%s](%s)",
+			st.Took.Seconds(), filepath.Base(link), link)
 	}
 }

@@ -110,8 +110,9 @@ func (r *report) writeProfiles(b *strings.Builder, outPath string) {
 		return
 	}
 	fmt.Fprintf(b, "### Profiles of counterd\n\n")
-	fmt.Fprintln(b, "Each profile covers the stated seconds of the load phase, starting a quarter into it; "+
-		"the allocation profile counts only the allocations made in that time. Go writes the function names into the profile, "+
+	fmt.Fprintln(b, "Each profile of the two workloads covers the stated seconds of the load phase, starting a quarter into it, "+
+		"and the scale run's starts when three quarters of its adds are acknowledged. "+
+		"The allocation profile counts only the allocations made in that time. Go writes the function names into the profile, "+
 		"so `go tool pprof -top FILE` works without the binary. The allocation profile's default sample type is `inuse_space`; "+
 		"the listing below uses `-sample_index=alloc_space`, the bytes allocated.")
 	fmt.Fprintln(b)
