@@ -84,6 +84,9 @@ type scaleResult struct {
 	MismatchesAfterRestart     int
 	Examples                   []string
 	Waited, WaitedAfterRestart time.Duration
+	// Backlog is counterd's rollup backlog at the end of the load, nil when it could not be
+	// read.
+	Backlog *rollupState `json:",omitempty"`
 	// StopAfterLoad and StopAfterRestart are counterd's graceful stops after the load and
 	// after the check on the restarted store.
 	StopAfterLoad, StopAfterRestart stopResult
@@ -236,6 +239,11 @@ func runScale(ctx context.Context, sup *supervisor, binary, tmp, artifacts strin
 	}
 	slog.Info("scale load finished", "acked", res.Acked, "errors", res.Errors, "seconds", res.Elapsed.Seconds(),
 		"adds_per_second", int(res.EventsPerSecond()), "rss_max_bytes", res.RSSMax)
+	if backlog, err := readRollupState(ctx, addr); err != nil {
+		slog.Warn("reading counterd's rollup metrics failed", "err", err)
+	} else {
+		res.Backlog = &backlog
+	}
 
 	sample := ledger.sample(mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 3)), scaleVerifySample)
 	names := make([]string, len(sample))

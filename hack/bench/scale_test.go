@@ -199,3 +199,34 @@ func TestProfileScaleSkippedWhenLoadEnds(t *testing.T) {
 		t.Errorf("profileScale after the load ended = %v, want nil", err)
 	}
 }
+
+func TestParseRollupStateSumsLabels(t *testing.T) {
+	text := `# HELP counterd_rollup_queue_depth Counters waiting.
+# TYPE counterd_rollup_queue_depth gauge
+counterd_rollup_queue_depth{namespace="a"} 65182
+counterd_rollup_queue_depth{namespace="b b"} 18
+counterd_rollup_hints_dropped_total{namespace="a"} 3.5e+06
+counterd_sweep_lag_seconds{namespace="a"} 18.110150323
+counterd_rollups_total{namespace="a",trigger="queue"} 4.727307e+06
+`
+	st, err := parseRollupState(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Queued != 65200 {
+		t.Errorf("Queued = %v, want 65200", st.Queued)
+	}
+	if st.HintsDropped != 3.5e6 {
+		t.Errorf("HintsDropped = %v, want 3.5e6", st.HintsDropped)
+	}
+	if st.SweepLag != 18.110150323 {
+		t.Errorf("SweepLag = %v, want 18.110150323", st.SweepLag)
+	}
+}
+
+func TestParseRollupStateRejectsBadValue(t *testing.T) {
+	_, err := parseRollupState(strings.NewReader("counterd_rollup_queue_depth{namespace=\"a\"} many\n"))
+	if err == nil || !strings.Contains(err.Error(), "many") {
+		t.Errorf("parseRollupState = %v, want an error naming the value", err)
+	}
+}

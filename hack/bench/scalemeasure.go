@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -117,4 +118,68 @@ func compactStore(ctx context.Context, dir string) ([]pebblestore.TableUsage, er
 		return nil, fmt.Errorf("compact the store in %s: %w", dir, err)
 	}
 	return usage, nil
+}
+
+// rollupState is counterd's rollup backlog, read from its metrics.
+type rollupState struct {
+	// HintsDropped counts the rollup hints dropped because the queues were full. The sweep
+	// still rolls those counters up, later.
+	HintsDropped float64
+	// Queued is the number of counters waiting in the rollup queues.
+	Queued float64
+	// SweepLag is how far the oldest sweep mark is behind, in seconds.
+	SweepLag float64
+}
+
+// readRollupState reads counterd's rollup metrics from its /metrics endpoint at addr.
+func readRollupState(ctx context.Context, addr string) (rollupState, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return rollupState{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return rollupState{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return rollupState{}, fmt.Errorf("GET /metrics returned %s", resp.Status)
+	}
+	return parseRollupState(resp.Body)
+}
+
+// parseRollupState sums the rollup metrics over their labels from the Prometheus text format
+// in r.
+func parseRollupState(r io.Reader) (rollupState, error) {
+	var st rollupState
+	fields := map[string]*float64{
+		"counterd_rollup_hints_dropped_total": &st.HintsDropped,
+		"counterd_rollup_queue_depth":         &st.Queued,
+		"counterd_sweep_lag_seconds":          &st.SweepLag,
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, " ")
+		name, _, _ = strings.Cut(name, "{")
+		if strings.Contains(line, "{") {
+			// The labels may contain spaces, so the value follows the closing brace.
+			_, rest, _ = strings.Cut(line, "} ")
+		}
+		target, ok := fields[name]
+		if !ok {
+			continue
+		}
+		value, _, _ := strings.Cut(strings.TrimSpace(rest), " ")
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return st, fmt.Errorf("invalid value in metrics line %q: %w", line, err)
+		}
+		*target += v
+	}
+	return st, sc.Err()
 }

@@ -67,6 +67,10 @@ func (r *report) writeScale(b *strings.Builder, outPath string) {
 		}
 		fmt.Fprintf(b, "  - of which, per acknowledged add, by table (Pebble's estimate for each key range): %s\n", strings.Join(parts, ", "))
 	}
+	if s.Backlog != nil {
+		fmt.Fprintf(b, "- rollup backlog at the end of the load, from counterd's metrics: %.0f hints dropped because the queues were full, %.0f counters queued, sweep %.1f s behind\n",
+			s.Backlog.HintsDropped, s.Backlog.Queued, s.Backlog.SweepLag)
+	}
 	fmt.Fprintf(b, "- check of %d counters sampled uniformly among those with an acknowledged add: %d mismatches after the load (waited %s for convergence), %d after the compaction with counterd restarted on the data directory\n",
 		s.Checked, s.Mismatches, s.Waited.Round(100*time.Millisecond), s.MismatchesAfterRestart)
 	for _, e := range s.Examples {
