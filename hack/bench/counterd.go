@@ -163,26 +163,18 @@ func saveProfile(ctx context.Context, addr, binary, artifacts string, spec profi
 // fetchProfile fetches a profile of counterd over the next seconds, saves it in artifacts and
 // adds it with its top entries to rep.
 func fetchProfile(ctx context.Context, addr, binary, artifacts string, spec profileSpec, seconds int, rep *report) error {
-	url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, spec.Endpoint, seconds)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	body, err := getOK(ctx, fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, spec.Endpoint, seconds))
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s returned %s", url, resp.Status)
-	}
+	defer body.Close()
 
 	path := filepath.Join(artifacts, spec.File)
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	if _, err := io.Copy(f, body); err != nil {
 		f.Close()
 		return err
 	}
@@ -198,4 +190,22 @@ func fetchProfile(ctx context.Context, addr, binary, artifacts string, spec prof
 	}
 	rep.addProfile(savedProfile{Order: spec.Order, Title: spec.Title, Path: path, Seconds: seconds, Top: string(top)})
 	return nil
+}
+
+// getOK sends a GET request for url and returns the response body, or an error when the
+// status is not 200 OK. The caller closes the body.
+func getOK(ctx context.Context, url string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s returned %s", url, resp.Status)
+	}
+	return resp.Body, nil
 }

@@ -7,12 +7,14 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/counterd/counterd/counterd/store/pebblestore"
 )
@@ -133,53 +135,34 @@ type rollupState struct {
 
 // readRollupState reads counterd's rollup metrics from its /metrics endpoint at addr.
 func readRollupState(ctx context.Context, addr string) (rollupState, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	body, err := getOK(ctx, "http://"+addr+"/metrics")
 	if err != nil {
 		return rollupState{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return rollupState{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return rollupState{}, fmt.Errorf("GET /metrics returned %s", resp.Status)
-	}
-	return parseRollupState(resp.Body)
+	defer body.Close()
+	return parseRollupState(body)
 }
 
 // parseRollupState sums the rollup metrics over their labels from the Prometheus text format
 // in r.
 func parseRollupState(r io.Reader) (rollupState, error) {
-	var st rollupState
-	fields := map[string]*float64{
-		"counterd_rollup_hints_dropped_total": &st.HintsDropped,
-		"counterd_rollup_queue_depth":         &st.Queued,
-		"counterd_sweep_lag_seconds":          &st.SweepLag,
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return rollupState{}, fmt.Errorf("invalid metrics: %w", err)
 	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
+	sum := func(name string) float64 {
+		total := 0.0
+		for _, m := range families[name].GetMetric() {
+			// Only the value of the family's type is set. A family without a TYPE line is
+			// untyped.
+			total += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
 		}
-		name, rest, _ := strings.Cut(line, " ")
-		name, _, _ = strings.Cut(name, "{")
-		if strings.Contains(line, "{") {
-			// The labels may contain spaces, so the value follows the closing brace.
-			_, rest, _ = strings.Cut(line, "} ")
-		}
-		target, ok := fields[name]
-		if !ok {
-			continue
-		}
-		value, _, _ := strings.Cut(strings.TrimSpace(rest), " ")
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			return st, fmt.Errorf("invalid value in metrics line %q: %w", line, err)
-		}
-		*target += v
+		return total
 	}
-	return st, sc.Err()
+	return rollupState{
+		HintsDropped: sum("counterd_rollup_hints_dropped_total"),
+		Queued:       sum("counterd_rollup_queue_depth"),
+		SweepLag:     sum("counterd_sweep_lag_seconds"),
+	}, nil
 }
