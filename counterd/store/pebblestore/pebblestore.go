@@ -216,19 +216,27 @@ func Compact(ctx context.Context, dir string, logger *slog.Logger) ([]TableUsage
 	// Every key starts with a tag byte below 0xff. Pebble flushes the memtables first.
 	err = db.Compact(ctx, []byte{0}, []byte{0xff}, true)
 	var usage []TableUsage
-	for _, t := range tables {
-		if err != nil {
-			break
-		}
-		var n uint64
-		n, err = db.EstimateDiskUsage([]byte{t.tag}, []byte{t.tag + 1})
-		usage = append(usage, TableUsage{Table: t.name, Bytes: n})
+	if err == nil {
+		usage, err = tableUsage(db)
 	}
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return nil, err
+	}
+	return usage, nil
+}
+
+// tableUsage returns Pebble's estimate of each table's size in db.
+func tableUsage(db *pebble.DB) ([]TableUsage, error) {
+	usage := make([]TableUsage, 0, len(tables))
+	for _, t := range tables {
+		n, err := db.EstimateDiskUsage([]byte{t.tag}, []byte{t.tag + 1})
+		if err != nil {
+			return nil, err
+		}
+		usage = append(usage, TableUsage{Table: t.name, Bytes: n})
 	}
 	return usage, nil
 }
