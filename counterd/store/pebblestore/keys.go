@@ -204,15 +204,21 @@ func decodeTokenValue(v []byte) (t int64, kind store.Kind, delta int64, err erro
 	return int64(binary.BigEndian.Uint64(v)), kind, delta, err
 }
 
+// checkpointBytes is the size of an encoded checkpoint.
+const checkpointBytes = 24
+
 func encodeCheckpoint(cp store.Checkpoint) []byte {
-	dst := make([]byte, 0, 24)
+	return appendCheckpoint(make([]byte, 0, checkpointBytes), cp)
+}
+
+func appendCheckpoint(dst []byte, cp store.Checkpoint) []byte {
 	dst = cp.Count.AppendBinary(dst)
 	return binary.BigEndian.AppendUint64(dst, uint64(cp.RollupTime))
 }
 
 func decodeCheckpoint(v []byte) (store.Checkpoint, error) {
-	if len(v) != 24 {
-		return store.Checkpoint{}, fmt.Errorf("checkpoint value of %d bytes, want 24", len(v))
+	if len(v) != checkpointBytes {
+		return store.Checkpoint{}, fmt.Errorf("checkpoint value of %d bytes, want %d", len(v), checkpointBytes)
 	}
 	return store.Checkpoint{
 		Count:      store.Int128FromBinary(v),

@@ -80,8 +80,11 @@ type Store struct {
 	appending sync.RWMutex
 	wal       *walSyncer
 
-	// checkpointMu serialises WriteCheckpoints, which read the stored RollupTime before
-	// writing, and SetSweepMark. It also guards sweepDeleted.
+	// mergeCheckpoints is set when the database resolves checkpoints with checkpointMerger,
+	// so that WriteCheckpoints writes them as merge operands without reading the stored ones.
+	mergeCheckpoints bool
+	// checkpointMu serialises SetSweepMark, and WriteCheckpoints where they read the stored
+	// RollupTime before writing. It also guards sweepDeleted.
 	checkpointMu sync.Mutex
 	// sweepDeleted is, per namespace and shard, the slice before which this process already
 	// deleted the sweep index. It saves range deletions, which slow down every read of the
@@ -121,9 +124,13 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 		buckets[ns.Name] = ns.TimeBucket.Duration
 	}
 
+	merger, err := storeMerger(fs, dir)
+	if err != nil {
+		return nil, err
+	}
 	blockCache := pebble.NewCache(blockCacheBytes)
 	defer blockCache.Unref()
-	popts := pebbleOptions(blockCache, logger)
+	popts := pebbleOptions(blockCache, merger, logger)
 	popts.FS = fs
 	db, err := pebble.Open(dir, popts)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
@@ -136,10 +143,11 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 		return nil, fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)
 	}
 	s := &Store{
-		db:      db,
-		logger:  logger,
-		buckets: buckets,
-		closing: make(chan struct{}),
+		db:               db,
+		logger:           logger,
+		buckets:          buckets,
+		closing:          make(chan struct{}),
+		mergeCheckpoints: merger == checkpointMerger,
 
 		sweepDeleted: make(map[sweepShardKey]int64),
 	}
@@ -151,6 +159,9 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 		s.stats.Syncs.Add(1)
 		return nil
 	})
+	if !s.mergeCheckpoints {
+		logger.Info("The embedded store predates merged checkpoint writes, so each checkpoint write reads the stored checkpoint first; a store created in an empty --data-dir writes them blind", "dir", dir)
+	}
 	for i := range s.appends {
 		s.appends[i] = make(chan *appendRequest, 1024)
 		s.committer.Add(1)
@@ -160,9 +171,10 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 }
 
 // pebbleOptions returns the options of every open of the database.
-func pebbleOptions(blockCache *pebble.Cache, logger *slog.Logger) *pebble.Options {
+func pebbleOptions(blockCache *pebble.Cache, merger *pebble.Merger, logger *slog.Logger) *pebble.Options {
 	popts := &pebble.Options{
 		Comparer:     comparer,
+		Merger:       merger,
 		Logger:       pebbleLogger{logger},
 		Cache:        blockCache,
 		MemTableSize: memTableBytes,
@@ -207,9 +219,13 @@ func Compact(ctx context.Context, dir string, logger *slog.Logger) ([]TableUsage
 	if logger == nil {
 		logger = slog.Default()
 	}
+	merger, err := storeMerger(vfs.Default, dir)
+	if err != nil {
+		return nil, err
+	}
 	blockCache := pebble.NewCache(blockCacheBytes)
 	defer blockCache.Unref()
-	db, err := pebble.Open(dir, pebbleOptions(blockCache, logger))
+	db, err := pebble.Open(dir, pebbleOptions(blockCache, merger, logger))
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)
 	}
@@ -704,41 +720,70 @@ func (s *Store) WriteCheckpoints(_ context.Context, keys []store.Key, checkpoint
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
-	s.checkpointMu.Lock()
-	defer s.checkpointMu.Unlock()
-
 	batch := s.db.NewBatch()
 	defer batch.Close()
-	// One iterator reads every stored checkpoint, and checkpointMu keeps other writers out.
-	it, err := s.db.NewIter(&counterScoped)
-	if err != nil {
+	var n int
+	var err error
+	if s.mergeCheckpoints {
+		n, err = mergeCheckpointsInto(batch, keys, checkpoints)
+	} else {
+		s.checkpointMu.Lock()
+		defer s.checkpointMu.Unlock()
+		n, err = s.setNewerCheckpointsInto(batch, keys, checkpoints)
+	}
+	if err != nil || n == 0 {
 		return err
-	}
-	defer it.Close()
-	n := 0
-	for i, key := range keys {
-		k := checkpointKey(nil, key)
-		stored, err := checkpointAt(it, k)
-		if err != nil {
-			return err
-		}
-		// Invariant: a stored checkpoint's RollupTime never decreases.
-		if checkpoints[i].RollupTime <= stored.RollupTime {
-			continue
-		}
-		if err := batch.Set(k, encodeCheckpoint(checkpoints[i]), nil); err != nil {
-			return err
-		}
-		n++
-	}
-	if n == 0 {
-		return nil
 	}
 	if err := s.db.Apply(batch, pebble.NoSync); err != nil {
 		return fmt.Errorf("failed to write %d checkpoints: %w", n, err)
 	}
 	s.stats.CheckpointsWritten.Add(uint64(n))
 	return nil
+}
+
+// mergeCheckpointsInto adds the checkpoints to batch as merge operands, which checkpointMerger
+// resolves to the latest, and returns how many it added.
+func mergeCheckpointsInto(batch *pebble.Batch, keys []store.Key, checkpoints []store.Checkpoint) (int, error) {
+	var k []byte
+	var v [checkpointBytes]byte
+	for i, key := range keys {
+		k = checkpointKey(k[:0], key)
+		if err := batch.Merge(k, appendCheckpoint(v[:0], checkpoints[i]), nil); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// setNewerCheckpointsInto adds to batch the checkpoints that are later than the stored ones,
+// for a database without checkpointMerger, and returns how many it added. The caller holds
+// checkpointMu, which keeps other checkpoint writers out until the batch is applied.
+func (s *Store) setNewerCheckpointsInto(batch *pebble.Batch, keys []store.Key, checkpoints []store.Checkpoint) (int, error) {
+	// One iterator reads every stored checkpoint.
+	it, err := s.db.NewIter(&counterScoped)
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	var k []byte
+	var v [checkpointBytes]byte
+	n := 0
+	for i, key := range keys {
+		k = checkpointKey(k[:0], key)
+		stored, err := checkpointAt(it, k)
+		if err != nil {
+			return 0, err
+		}
+		// Invariant: a stored checkpoint's RollupTime never decreases.
+		if checkpoints[i].RollupTime <= stored.RollupTime {
+			continue
+		}
+		if err := batch.Set(k, appendCheckpoint(v[:0], checkpoints[i]), nil); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // WrittenCounters implements store.WrittenIndex.
