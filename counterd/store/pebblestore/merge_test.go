@@ -2,6 +2,8 @@ package pebblestore
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -146,9 +148,9 @@ func TestMergedCheckpointsAcrossSSTables(t *testing.T) {
 
 // createPreMergeStore creates an empty database in dir the way builds of counterd did before
 // checkpoints were merged: with Pebble's default merger.
-func createPreMergeStore(t *testing.T, dir string) {
+func createPreMergeStore(t testing.TB, dir string) {
 	t.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{Comparer: comparer})
+	db, err := pebble.Open(dir, &pebble.Options{Comparer: comparer, Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,4 +199,65 @@ func TestUnknownMergerRejected(t *testing.T) {
 	if !strings.Contains(err.Error(), "--data-dir") {
 		t.Errorf("Open of a database with an unknown merger: %v, want an error that names the fix", err)
 	}
+}
+
+// BenchmarkCheckpoints compares the two kinds of store. "write" stores a batch of 64
+// checkpoints of counters that have one already. "read hot" reads a checkpoint with 60 writes
+// that no compaction has merged yet, which a merged store reads one by one. That is a guess at
+// the most a counter rolled up every coalesce period keeps in the memtable and level 0.
+func BenchmarkCheckpoints(b *testing.B) {
+	ctx := context.Background()
+	for _, kind := range []struct {
+		name string
+		open func(b *testing.B) *Store
+	}{
+		{"merged", func(b *testing.B) *Store { return openBench(b, b.TempDir()) }},
+		{"guarded", func(b *testing.B) *Store {
+			dir := b.TempDir()
+			createPreMergeStore(b, dir)
+			return openBench(b, dir)
+		}},
+	} {
+		b.Run(kind.name+"/write", func(b *testing.B) {
+			s := kind.open(b)
+			keys := make([]store.Key, 64)
+			cps := make([]store.Checkpoint, len(keys))
+			for i := range keys {
+				keys[i] = store.Key{Namespace: storetest.Namespace, Counter: fmt.Sprintf("counter-%d", i)}
+			}
+			b.ResetTimer()
+			for n := range b.N {
+				for i := range cps {
+					cps[i] = store.Checkpoint{Count: store.Int128From(int64(n)), RollupTime: int64(n + 1)}
+				}
+				if err := s.WriteCheckpoints(ctx, keys, cps); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(kind.name+"/read hot", func(b *testing.B) {
+			s := kind.open(b)
+			k := store.Key{Namespace: storetest.Namespace, Counter: "hot"}
+			for i := range int64(60) {
+				if err := s.WriteCheckpoints(ctx, []store.Key{k}, []store.Checkpoint{{Count: store.Int128From(i), RollupTime: i + 1}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for range b.N {
+				if _, err := s.ReadCheckpointOnly(ctx, k); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func openBench(b *testing.B, dir string) *Store {
+	s, err := Open(dir, storetest.Options(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	return s
 }
