@@ -35,6 +35,8 @@ type Metrics struct {
 	SweepLagSeconds *prometheus.GaugeVec
 	// SweepOwnedShards is the number of sweep shards this process sweeps, by namespace.
 	SweepOwnedShards *prometheus.GaugeVec
+	// SweepTrusted counts counters that the sweep left to their hinted rollups, by namespace.
+	SweepTrusted *prometheus.CounterVec
 }
 
 // Init creates the per-namespace series at zero, so that dashboards and alerts see 0 rather
@@ -46,6 +48,7 @@ func (m *Metrics) Init(namespaces []string) {
 		m.QueueDepth.WithLabelValues(ns)
 		m.RollupErrors.WithLabelValues(ns)
 		m.HintsDropped.WithLabelValues(ns)
+		m.SweepTrusted.WithLabelValues(ns)
 		for _, trigger := range []string{"queue", "sweep", "shutdown"} {
 			m.Rollups.WithLabelValues(ns, trigger)
 		}
@@ -93,8 +96,11 @@ func New() *Metrics {
 		SweepOwnedShards: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "counterd_sweep_owned_shards", Help: "Sweep shards this process sweeps, by namespace.",
 		}, []string{"namespace"}),
+		SweepTrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "counterd_sweep_trusted_total", Help: "Counters the sweep did not read because this process's hinted rollups had folded their events, by namespace.",
+		}, []string{"namespace"}),
 	}
 	r.MustRegister(m.Requests, m.RequestSeconds, m.DuplicateRequests, m.RollupLagSeconds, m.QueueDepth,
-		m.Rollups, m.RollupErrors, m.HintsDropped, m.SweepMarkSeconds, m.SweepLagSeconds, m.SweepOwnedShards)
+		m.Rollups, m.RollupErrors, m.HintsDropped, m.SweepMarkSeconds, m.SweepLagSeconds, m.SweepOwnedShards, m.SweepTrusted)
 	return m
 }

@@ -35,6 +35,11 @@ type Pipeline struct {
 	stopped sync.WaitGroup
 	queued  atomic.Int64
 	owner   atomic.Pointer[func(shard int) bool]
+
+	// trustHints lets the sweep skip counters whose hinted rollups are done; see TrustHints.
+	trustHints atomic.Bool
+	// lostUpTo is the latest event time that may lack a hint.
+	lostUpTo atomic.Int64
 }
 
 type queue struct {
@@ -42,6 +47,8 @@ type queue struct {
 	entries map[string]entry // the heap may hold stale entries
 	heap    dueHeap
 	wake    chan struct{}
+	// rolling contains the counters taken from the queue whose rollup has not finished.
+	rolling map[string]struct{}
 }
 
 // entry is a queued counter.
@@ -64,7 +71,7 @@ func NewPipeline(roller *Roller, m *metrics.Metrics, logger *slog.Logger) *Pipel
 	n := roller.ns.Rollup.Queues
 	p := &Pipeline{roller: roller, metrics: m, logger: logger, stop: make(chan struct{})}
 	for range n {
-		p.queues = append(p.queues, &queue{entries: make(map[string]entry), wake: make(chan struct{}, 1)})
+		p.queues = append(p.queues, &queue{entries: make(map[string]entry), wake: make(chan struct{}, 1), rolling: make(map[string]struct{})})
 	}
 	return p
 }
@@ -87,9 +94,55 @@ func (p *Pipeline) Hint(counter string, due int64) bool {
 	return p.hint(counter, due, due-int64(p.roller.ns.WindowDelay()))
 }
 
+// TrustHints lets the sweep skip a counter that is neither queued nor being rolled up, in the
+// slices that start after every event that may lack a hint (see HintsLost). Such a counter's
+// hinted rollups have folded its events of those slices, so the sweep need not fold them
+// again. Call it only when every event of the namespace is written by this process, which
+// hints each event before the write's hold ends, as a standalone server with the embedded
+// store does. Events accepted up to the call may lack a hint, because a previous process may
+// have written them.
+func (p *Pipeline) TrustHints() {
+	p.HintsLost()
+	p.trustHints.Store(true)
+}
+
+// HintsLost records that events accepted up to now may lack a hint: an append failed after the
+// store may have applied it. It must be called before the write's hold ends.
+func (p *Pipeline) HintsLost() {
+	p.noteLost(p.roller.clock() + int64(p.roller.ns.MaxClockSkew.Duration))
+}
+
+// noteLost records that events up to time t may lack a hint.
+func (p *Pipeline) noteLost(t int64) {
+	for {
+		prev := p.lostUpTo.Load()
+		if prev >= t || p.lostUpTo.CompareAndSwap(prev, t) {
+			return
+		}
+	}
+}
+
+// hintsCover reports whether the hinted rollups of this pipeline have folded every event of
+// counter in the slices from sliceStart on that the window has passed, as TrustHints describes.
+func (p *Pipeline) hintsCover(counter string, sliceStart int64) bool {
+	if !p.trustHints.Load() || sliceStart <= p.lostUpTo.Load() {
+		return false
+	}
+	q := p.queueOf(counter)
+	q.mu.Lock()
+	_, queued := q.entries[counter]
+	_, rolling := q.rolling[counter]
+	q.mu.Unlock()
+	return !queued && !rolling
+}
+
+func (p *Pipeline) queueOf(counter string) *queue {
+	return p.queues[xxh3.HashString(counter)%uint64(len(p.queues))]
+}
+
 // hint queues a rollup of counter at due or earlier, for events at or before bound.
 func (p *Pipeline) hint(counter string, due, bound int64) bool {
-	q := p.queues[xxh3.HashString(counter)%uint64(len(p.queues))]
+	q := p.queueOf(counter)
 	q.mu.Lock()
 	prev, queued := q.entries[counter]
 	if queued && prev.due <= due {
@@ -102,6 +155,11 @@ func (p *Pipeline) hint(counter string, due, bound int64) bool {
 	}
 	if !queued && p.queued.Load() >= MaxQueuedCounters {
 		q.mu.Unlock()
+		if bound == unknownBound {
+			p.HintsLost()
+		} else {
+			p.noteLost(bound)
+		}
 		if p.metrics != nil {
 			p.metrics.HintsDropped.WithLabelValues(p.roller.ns.Name).Inc()
 		}
@@ -154,6 +212,8 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 // and returns. Without handoff the rest of the queue is dropped; the sweep still reaches those
 // counters.
 func (p *Pipeline) StopWithHandoff(ctx context.Context, handoff func(counter string, due int64)) error {
+	// The drain does not reschedule events after the window, so their hints are lost.
+	p.trustHints.Store(false)
 	close(p.stop)
 	p.stopped.Wait()
 
@@ -215,6 +275,7 @@ func (p *Pipeline) run(q *queue) {
 		if len(batch) > 0 {
 			p.addQueued(-int64(len(batch)))
 			p.process(batch, bounds)
+			q.finish(batch)
 			continue
 		}
 
@@ -232,8 +293,8 @@ func (p *Pipeline) run(q *queue) {
 	}
 }
 
-// popDue removes up to n counters due at now and returns them with their bounds and the due
-// time of the next counter waiting (zero when none waits).
+// popDue removes up to n counters due at now, marks them rolling until finish, and returns
+// them with their bounds and the due time of the next counter waiting (zero when none waits).
 func (q *queue) popDue(now int64, n int) ([]string, []int64, int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -251,6 +312,7 @@ func (q *queue) popDue(now int64, n int) ([]string, []int64, int64) {
 		heap.Pop(&q.heap)
 		bounds = append(bounds, q.entries[top.counter].bound)
 		delete(q.entries, top.counter)
+		q.rolling[top.counter] = struct{}{}
 		batch = append(batch, top.counter)
 	}
 	var next int64
@@ -263,6 +325,16 @@ func (q *queue) popDue(now int64, n int) ([]string, []int64, int64) {
 		heap.Pop(&q.heap)
 	}
 	return batch, bounds, next
+}
+
+// finish unmarks the counters of a batch whose rollup has finished, and whose later events
+// are queued again.
+func (q *queue) finish(batch []string) {
+	q.mu.Lock()
+	for _, c := range batch {
+		delete(q.rolling, c)
+	}
+	q.mu.Unlock()
 }
 
 // process rolls up a batch of counters popped from a queue, and queues again those with events

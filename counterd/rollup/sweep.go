@@ -35,7 +35,8 @@ func (p *Pipeline) ownsShard(shard int) bool {
 // window has passed by SweepLag, then advances the shard's sweep mark past those slices. Rollup
 // hints are an optimisation: a hint lost to a crash, a full queue or a dead worker only delays
 // a counter until the sweep reaches its slice, about one slice plus one window delay plus
-// SweepLag after the write.
+// SweepLag after the write. A pipeline that trusts its hints (see TrustHints) skips the
+// counters whose hinted rollups have finished, and folds only the others.
 func (p *Pipeline) Sweep(ctx context.Context) error {
 	r := p.roller
 	end := WindowEnd(r.ns, r.clock(), r.holds) - SweepLag(r.ns)
@@ -87,21 +88,29 @@ func (p *Pipeline) sweepShard(ctx context.Context, shard int, end int64) (int64,
 	// every event of that slice. It ends at or past the slice's end, or has no event between its end
 	// and the slice's.
 	//
-	// pending maps each counter to the end of the latest slice it was written in. A pass may
-	// span many slices when the sweep is behind, and a counter whose hinted rollup ran after
-	// the window passed its own slice needs no fold.
-	pending := make(map[string]int64)
+	// pending maps each counter to the slices it was written in. A pass may span many slices
+	// when the sweep is behind, and a counter whose hinted rollup ran after the window passed
+	// its own slice needs no fold.
+	pending := make(map[string]sweptSlices)
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
 		}
 		counters := make([]string, 0, len(pending))
 		covers := make([]int64, 0, len(pending))
-		for c, cover := range pending {
+		trusted := 0
+		for c, slices := range pending {
+			if p.hintsCover(c, slices.first) {
+				trusted++
+				continue
+			}
 			counters = append(counters, c)
-			covers = append(covers, cover)
+			covers = append(covers, slices.end)
 		}
 		clear(pending)
+		if trusted > 0 && p.metrics != nil {
+			p.metrics.SweepTrusted.WithLabelValues(ns.Name).Add(float64(trusted))
+		}
 		return p.sweepCounters(ctx, counters, covers)
 	}
 	// The sweep covers the slices that end at or before the window end.
@@ -116,7 +125,11 @@ func (p *Pipeline) sweepShard(ctx context.Context, shard int, end int64) (int64,
 			flushErr = err // the mark stays, so the next sweep starts over from it
 			return false
 		}
-		pending[counter] = max(pending[counter], sliceStart+slice)
+		if prev, ok := pending[counter]; ok {
+			pending[counter] = sweptSlices{first: min(prev.first, sliceStart), end: max(prev.end, sliceStart+slice)}
+		} else {
+			pending[counter] = sweptSlices{first: sliceStart, end: sliceStart + slice}
+		}
 		if len(pending) >= maxSweepSet {
 			flushErr = flush()
 		}
@@ -138,6 +151,12 @@ func (p *Pipeline) sweepShard(ctx context.Context, shard int, end int64) (int64,
 		}
 	}
 	return mark, nil
+}
+
+// sweptSlices spans the slices of one sweep pass that a counter was written in.
+type sweptSlices struct {
+	first int64 // the start of the earliest
+	end   int64 // the end of the latest
 }
 
 // sweepCounters rolls up, in batches, each counter whose checkpoint ends before its entry in

@@ -138,6 +138,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	svcOpts := service.Options{
 		Config: cfg, Store: s.store, Cache: s.cache, Clock: opts.Clock, Metrics: s.metrics, Logger: logger,
 		Holds: opts.Holds, RunRollups: s.role != config.RoleGateway,
+		// One process at a time opens the embedded store. A store passed in may be shared.
+		SoleWriter: s.role == config.RoleAll && cfg.Store.Type == config.StoreEmbedded && opts.Store == nil,
 	}
 	if s.role != config.RoleAll {
 		self := ""

@@ -41,6 +41,11 @@ type Options struct {
 	Holds *rollup.Holds
 	// RunRollups runs the rollup queues, the sweep and retention in this process.
 	RunRollups bool
+	// SoleWriter is set when no other process writes events to the store, as with the embedded
+	// store, which one process opens at a time. With RunRollups and no Hinter, every hint then
+	// stays in this process, and the sweep skips the counters that its hinted rollups have
+	// brought up to date (see rollup.Pipeline.TrustHints).
+	SoleWriter bool
 }
 
 // Hinter requests a rollup of a counter at time due (Unix nanoseconds) or earlier.
@@ -60,6 +65,7 @@ type Service struct {
 	names      string // the configured namespaces, for error messages
 	hinter     Hinter
 	runRollups bool
+	soleWriter bool
 
 	stopMaintenance context.CancelFunc
 	maintenance     sync.WaitGroup
@@ -90,6 +96,7 @@ func New(opts Options) *Service {
 		holds:      holds,
 		hinter:     opts.Hinter,
 		runRollups: opts.RunRollups,
+		soleWriter: opts.SoleWriter,
 		clock:      clock,
 		metrics:    opts.Metrics,
 		logger:     logger,
@@ -125,6 +132,9 @@ func (s *Service) Start(ctx context.Context) error {
 	for _, ns := range s.namespaces {
 		if ns.pipeline == nil {
 			continue
+		}
+		if s.soleWriter && s.hinter == nil {
+			ns.pipeline.TrustHints()
 		}
 		n, err := ns.pipeline.Recover(ctx)
 		if err != nil {
@@ -284,6 +294,11 @@ func (s *Service) Mutate(ctx context.Context, m Mutation, wantCount bool) (Mutat
 		return res, err
 	}
 	results, err := s.store.Append(ctx, []store.Event{p.event})
+	if err != nil {
+		s.hintsLost(p)
+	} else {
+		s.hintAppended(p, results[0])
+	}
 	s.holds.End(p.hold)
 	if err != nil {
 		return MutationResult{}, err
@@ -320,7 +335,12 @@ func (s *Service) MutateBatch(ctx context.Context, ms []Mutation) []BatchResult 
 		return results
 	}
 	appended, err := s.store.Append(ctx, events)
-	for _, p := range pending {
+	for j, p := range pending {
+		if err != nil {
+			s.hintsLost(p)
+		} else {
+			s.hintAppended(p, appended[j])
+		}
 		s.holds.End(p.hold)
 	}
 	for j, i := range indexes {
@@ -388,8 +408,6 @@ func (s *Service) finish(ctx context.Context, p prepared, appended store.AppendR
 		if s.metrics != nil {
 			s.metrics.DuplicateRequests.WithLabelValues(key.Namespace).Inc()
 		}
-	} else {
-		s.hint(p.ns, key, rollup.DueTime(p.ns.cfg, s.clock(), p.event.Time))
 	}
 	if !wantCount {
 		return res, nil
@@ -397,6 +415,22 @@ func (s *Service) finish(ctx context.Context, p prepared, appended store.AppendR
 	var err error
 	res.Count, err = s.exactCount(ctx, key)
 	return res, err
+}
+
+// hintAppended requests the rollup of an appended event. It runs before the write's hold ends,
+// so a sweep that the window lets past the event finds the hint queued or already rolled up.
+func (s *Service) hintAppended(p prepared, appended store.AppendResult) {
+	if !appended.Duplicate {
+		s.hint(p.ns, p.event.Key, rollup.DueTime(p.ns.cfg, s.clock(), p.event.Time))
+	}
+}
+
+// hintsLost records, before the write's hold ends, that the event of a failed append has no
+// hint: the store may have applied it all the same.
+func (s *Service) hintsLost(p prepared) {
+	if s.hinter == nil && p.ns.pipeline != nil {
+		p.ns.pipeline.HintsLost()
+	}
 }
 
 // acceptEventTime checks a client's event time against the namespace's accept window and

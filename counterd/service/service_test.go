@@ -429,3 +429,38 @@ func TestStoreErrorsPassThrough(t *testing.T) {
 		t.Fatalf("add on a closed store: %v, want store.ErrClosed", err)
 	}
 }
+
+// appliedButFailedStore applies every append and then reports a failure, as a store does when
+// its sync fails after the write reached the memtable.
+type appliedButFailedStore struct{ store.Store }
+
+func (s appliedButFailedStore) Append(ctx context.Context, events []store.Event) ([]store.AppendResult, error) {
+	if _, err := s.Store.Append(ctx, events); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("sync failed")
+}
+
+// A failed append leaves no hint, so a sweep that trusts the hints must still fold the slice
+// of its event, which the store may have kept.
+func TestFailedAppendLeavesSliceToSweep(t *testing.T) {
+	f := newFixture(t, func(st store.Store) store.Store { return appliedButFailedStore{st} })
+	p := f.svc.Pipeline("ec")
+	p.TrustHints()
+	f.clock.Advance(10 * time.Second)
+	if err := f.add(t, "ec", "c", 5, "tok-1"); err == nil {
+		t.Fatal("the add succeeded, want the store's failure")
+	}
+
+	f.clock.Advance(time.Minute)
+	if err := p.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := f.store.ReadCheckpoint(context.Background(), store.Key{Namespace: "ec", Counter: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Count != store.Int128From(5) {
+		t.Fatalf("checkpoint after the sweep = %+v, want count 5 from the applied add", cp)
+	}
+}

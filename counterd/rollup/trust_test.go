@@ -1,0 +1,164 @@
+package rollup_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/counterd/counterd/counterd/rollup"
+	"github.com/counterd/counterd/counterd/store"
+)
+
+// trustStart is when the tests below call TrustHints. Their events lie in the slice that starts
+// at trustedSlice, later than trustStart by more than the clock skew.
+var (
+	trustStart   = base
+	trustedSlice = base + 10*int64(store.SweepSlice)
+)
+
+// hintAndRoll writes an add at time at, hints it and waits until the queues have rolled it up.
+func (f *fixture) hintAndRoll(t *testing.T, counter string, at, delta, want int64) {
+	t.Helper()
+	f.write(t, at, delta, counter)
+	f.pipe.Hint(counter, rollup.DueTime(f.ns, at, at))
+	f.now.Store(at + int64(f.ns.WindowDelay()) + int64(time.Millisecond))
+	f.waitForCount(t, counter, want)
+	deadline := time.Now().Add(time.Minute)
+	for f.pipe.Len() != 0 || f.pipe.Rolling() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d counters queued and %d rolling, want none", f.pipe.Len(), f.pipe.Rolling())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sweepTrustedSlice runs the sweep once the window has passed trustedSlice by the sweep's lag
+// and returns how many counters it folded.
+func (f *fixture) sweepTrustedSlice(t *testing.T, counting *countingStore) int64 {
+	t.Helper()
+	f.now.Store(trustedSlice + int64(store.SweepSlice) + int64(f.ns.WindowDelay()) + rollup.SweepLag(f.ns))
+	scans := counting.scans.Load()
+	if err := f.pipe.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return counting.scans.Load() - scans
+}
+
+// A counter whose hinted rollup has run is not folded again by the sweep of a trusting
+// pipeline, although that rollup's checkpoint ends inside the event's slice.
+func TestSweepTrustsFinishedHintedRollups(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	f.now.Store(trustStart)
+	f.pipe.TrustHints()
+	f.pipe.Start()
+	t.Cleanup(func() { _ = f.pipe.Stop(context.Background()) })
+
+	f.hintAndRoll(t, "c", trustedSlice+1, 4, 4)
+	if folded := f.sweepTrustedSlice(t, counting); folded != 0 {
+		t.Errorf("the sweep folded %d counters, want 0", folded)
+	}
+	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(4) {
+		t.Errorf("checkpoint after the sweep = %+v, want count 4", cp)
+	}
+}
+
+// Without TrustHints, as in a cluster, the sweep folds the same counter.
+func TestSweepFoldsWithoutTrust(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	f.now.Store(trustStart)
+	f.pipe.Start()
+	t.Cleanup(func() { _ = f.pipe.Stop(context.Background()) })
+
+	f.hintAndRoll(t, "c", trustedSlice+1, 4, 4)
+	if folded := f.sweepTrustedSlice(t, counting); folded != 1 {
+		t.Errorf("the sweep folded %d counters, want 1", folded)
+	}
+}
+
+// A counter still queued is folded by the sweep: its rollup has not run yet, and a crash
+// would lose the hint after the sweep mark had passed the slice.
+func TestSweepFoldsQueuedCounters(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	f.now.Store(trustStart)
+	f.pipe.TrustHints()
+
+	f.write(t, trustedSlice+1, 4, "c")
+	f.pipe.Hint("c", rollup.DueTime(f.ns, trustedSlice+1, trustedSlice+1)) // the queues never run
+	if folded := f.sweepTrustedSlice(t, counting); folded != 1 {
+		t.Errorf("the sweep folded %d counters, want 1", folded)
+	}
+	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(4) {
+		t.Errorf("checkpoint after the sweep = %+v, want count 4", cp)
+	}
+}
+
+// After a lost hint, the sweep folds every counter of the slices the lost event may lie in,
+// including counters whose hinted rollups ran.
+func TestSweepFoldsAfterLostHints(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	f.now.Store(trustStart)
+	f.pipe.TrustHints()
+	f.pipe.Start()
+	t.Cleanup(func() { _ = f.pipe.Stop(context.Background()) })
+
+	f.hintAndRoll(t, "hinted", trustedSlice+1, 4, 4)
+	f.write(t, trustedSlice+2, 3, "unhinted")
+	f.pipe.HintsLost()
+	if folded := f.sweepTrustedSlice(t, counting); folded != 2 {
+		t.Errorf("the sweep folded %d counters, want 2", folded)
+	}
+	if cp := f.checkpoint(t, "unhinted"); cp.Count != store.Int128From(3) {
+		t.Errorf("checkpoint of the unhinted counter after the sweep = %+v, want count 3", cp)
+	}
+}
+
+// Slices that start within the clock skew of TrustHints may hold events of a previous process,
+// whose hints are lost, so the sweep folds their counters.
+func TestSweepFoldsSlicesBeforeTrust(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	f.now.Store(trustedSlice)
+	f.pipe.TrustHints()
+
+	f.write(t, trustedSlice+1, 3, "c") // written by a previous process, without a hint
+	if folded := f.sweepTrustedSlice(t, counting); folded != 1 {
+		t.Errorf("the sweep folded %d counters, want 1", folded)
+	}
+	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(3) {
+		t.Errorf("checkpoint after the sweep = %+v, want count 3", cp)
+	}
+}
+
+// A full queue drops hints, and the sweep then folds the slices of the dropped events.
+func TestSweepFoldsAfterDroppedHints(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	f.now.Store(trustStart)
+	f.pipe.TrustHints()
+
+	f.pipe.FillQueues()
+	f.write(t, trustedSlice+1, 3, "c")
+	if f.pipe.Hint("c", rollup.DueTime(f.ns, trustedSlice+1, trustedSlice+1)) {
+		t.Fatal("a hint beyond the queues' bound was accepted")
+	}
+	if folded := f.sweepTrustedSlice(t, counting); folded != 1 {
+		t.Errorf("the sweep folded %d counters, want 1", folded)
+	}
+	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(3) {
+		t.Errorf("checkpoint after the sweep = %+v, want count 3", cp)
+	}
+}
+
+// Stopping the queues ends the trust: the drain does not queue later events again.
+func TestSweepFoldsAfterStop(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	f.now.Store(trustStart)
+	f.pipe.TrustHints()
+	f.pipe.Start()
+
+	f.hintAndRoll(t, "c", trustedSlice+1, 4, 4)
+	if err := f.pipe.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if folded := f.sweepTrustedSlice(t, counting); folded != 1 {
+		t.Errorf("the sweep folded %d counters, want 1", folded)
+	}
+}
