@@ -44,6 +44,18 @@ func (f *fixture) sweepTrustedSlice(t *testing.T, counting *countingStore) int64
 	return counting.scans.Load() - scans
 }
 
+// checkSweep runs sweepTrustedSlice and checks that the sweep folded wantFolded counters and
+// that counter then has the count wantCount.
+func (f *fixture) checkSweep(t *testing.T, counting *countingStore, wantFolded int64, counter string, wantCount int64) {
+	t.Helper()
+	if folded := f.sweepTrustedSlice(t, counting); folded != wantFolded {
+		t.Errorf("the sweep folded %d counters, want %d", folded, wantFolded)
+	}
+	if cp := f.checkpoint(t, counter); cp.Count != store.Int128From(wantCount) {
+		t.Errorf("checkpoint of %s after the sweep = %+v, want count %d", counter, cp, wantCount)
+	}
+}
+
 // A counter whose hinted rollup has run is not folded again by the sweep of a trusting
 // pipeline, although that rollup's checkpoint ends inside the event's slice.
 func TestSweepTrustsFinishedHintedRollups(t *testing.T) {
@@ -54,12 +66,7 @@ func TestSweepTrustsFinishedHintedRollups(t *testing.T) {
 	t.Cleanup(func() { _ = f.pipe.Stop(context.Background()) })
 
 	f.hintAndRoll(t, "c", trustedSlice+1, 4, 4)
-	if folded := f.sweepTrustedSlice(t, counting); folded != 0 {
-		t.Errorf("the sweep folded %d counters, want 0", folded)
-	}
-	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(4) {
-		t.Errorf("checkpoint after the sweep = %+v, want count 4", cp)
-	}
+	f.checkSweep(t, counting, 0, "c", 4)
 }
 
 // Without TrustHints, as in a cluster, the sweep folds the same counter.
@@ -70,9 +77,7 @@ func TestSweepFoldsWithoutTrust(t *testing.T) {
 	t.Cleanup(func() { _ = f.pipe.Stop(context.Background()) })
 
 	f.hintAndRoll(t, "c", trustedSlice+1, 4, 4)
-	if folded := f.sweepTrustedSlice(t, counting); folded != 1 {
-		t.Errorf("the sweep folded %d counters, want 1", folded)
-	}
+	f.checkSweep(t, counting, 1, "c", 4)
 }
 
 // A counter still queued is folded by the sweep: its rollup has not run yet, and a crash
@@ -84,12 +89,7 @@ func TestSweepFoldsQueuedCounters(t *testing.T) {
 
 	f.write(t, trustedSlice+1, 4, "c")
 	f.pipe.Hint("c", rollup.DueTime(f.ns, trustedSlice+1, trustedSlice+1)) // the queues never run
-	if folded := f.sweepTrustedSlice(t, counting); folded != 1 {
-		t.Errorf("the sweep folded %d counters, want 1", folded)
-	}
-	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(4) {
-		t.Errorf("checkpoint after the sweep = %+v, want count 4", cp)
-	}
+	f.checkSweep(t, counting, 1, "c", 4)
 }
 
 // After a lost hint, the sweep folds every counter of the slices the lost event may lie in,
@@ -104,12 +104,7 @@ func TestSweepFoldsAfterLostHints(t *testing.T) {
 	f.hintAndRoll(t, "hinted", trustedSlice+1, 4, 4)
 	f.write(t, trustedSlice+2, 3, "unhinted")
 	f.pipe.HintsLost()
-	if folded := f.sweepTrustedSlice(t, counting); folded != 2 {
-		t.Errorf("the sweep folded %d counters, want 2", folded)
-	}
-	if cp := f.checkpoint(t, "unhinted"); cp.Count != store.Int128From(3) {
-		t.Errorf("checkpoint of the unhinted counter after the sweep = %+v, want count 3", cp)
-	}
+	f.checkSweep(t, counting, 2, "unhinted", 3)
 }
 
 // Slices that start within the clock skew of TrustHints may hold events of a previous process,
@@ -120,12 +115,7 @@ func TestSweepFoldsSlicesBeforeTrust(t *testing.T) {
 	f.pipe.TrustHints()
 
 	f.write(t, trustedSlice+1, 3, "c") // written by a previous process, without a hint
-	if folded := f.sweepTrustedSlice(t, counting); folded != 1 {
-		t.Errorf("the sweep folded %d counters, want 1", folded)
-	}
-	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(3) {
-		t.Errorf("checkpoint after the sweep = %+v, want count 3", cp)
-	}
+	f.checkSweep(t, counting, 1, "c", 3)
 }
 
 // A full queue drops hints, and the sweep then folds the slices of the dropped events.
@@ -139,12 +129,7 @@ func TestSweepFoldsAfterDroppedHints(t *testing.T) {
 	if f.pipe.Hint("c", rollup.DueTime(f.ns, trustedSlice+1, trustedSlice+1)) {
 		t.Fatal("a hint beyond the queues' bound was accepted")
 	}
-	if folded := f.sweepTrustedSlice(t, counting); folded != 1 {
-		t.Errorf("the sweep folded %d counters, want 1", folded)
-	}
-	if cp := f.checkpoint(t, "c"); cp.Count != store.Int128From(3) {
-		t.Errorf("checkpoint after the sweep = %+v, want count 3", cp)
-	}
+	f.checkSweep(t, counting, 1, "c", 3)
 }
 
 // Stopping the queues ends the trust: the drain does not queue later events again.
@@ -158,7 +143,5 @@ func TestSweepFoldsAfterStop(t *testing.T) {
 	if err := f.pipe.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if folded := f.sweepTrustedSlice(t, counting); folded != 1 {
-		t.Errorf("the sweep folded %d counters, want 1", folded)
-	}
+	f.checkSweep(t, counting, 1, "c", 4)
 }
