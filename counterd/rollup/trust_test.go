@@ -16,6 +16,20 @@ var (
 	trustedSlice = base + 10*int64(store.SweepSlice)
 )
 
+// newTrustFixture returns a counting fixture whose pipeline trusts its hints from trustStart,
+// and runs its queues until the test ends when run is set.
+func newTrustFixture(t *testing.T, run bool) (*fixture, *countingStore) {
+	t.Helper()
+	f, counting := newCountingFixture(t)
+	f.now.Store(trustStart)
+	f.pipe.TrustHints()
+	if run {
+		f.pipe.Start()
+		t.Cleanup(func() { _ = f.pipe.Stop(context.Background()) })
+	}
+	return f, counting
+}
+
 // hintAndRoll writes an add at time at, hints it and waits until the queues have rolled it up.
 func (f *fixture) hintAndRoll(t *testing.T, counter string, at, delta, want int64) {
 	t.Helper()
@@ -59,11 +73,7 @@ func (f *fixture) checkSweep(t *testing.T, counting *countingStore, wantFolded i
 // A counter whose hinted rollup has run is not folded again by the sweep of a trusting
 // pipeline, although that rollup's checkpoint ends inside the event's slice.
 func TestSweepTrustsFinishedHintedRollups(t *testing.T) {
-	f, counting := newCountingFixture(t)
-	f.now.Store(trustStart)
-	f.pipe.TrustHints()
-	f.pipe.Start()
-	t.Cleanup(func() { _ = f.pipe.Stop(context.Background()) })
+	f, counting := newTrustFixture(t, true)
 
 	f.hintAndRoll(t, "c", trustedSlice+1, 4, 4)
 	f.checkSweep(t, counting, 0, "c", 4)
@@ -83,9 +93,7 @@ func TestSweepFoldsWithoutTrust(t *testing.T) {
 // A counter still queued is folded by the sweep: its rollup has not run yet, and a crash
 // would lose the hint after the sweep mark had passed the slice.
 func TestSweepFoldsQueuedCounters(t *testing.T) {
-	f, counting := newCountingFixture(t)
-	f.now.Store(trustStart)
-	f.pipe.TrustHints()
+	f, counting := newTrustFixture(t, false)
 
 	f.write(t, trustedSlice+1, 4, "c")
 	f.pipe.Hint("c", rollup.DueTime(f.ns, trustedSlice+1, trustedSlice+1)) // the queues never run
@@ -95,11 +103,7 @@ func TestSweepFoldsQueuedCounters(t *testing.T) {
 // After a lost hint, the sweep folds every counter of the slices the lost event may lie in,
 // including counters whose hinted rollups ran.
 func TestSweepFoldsAfterLostHints(t *testing.T) {
-	f, counting := newCountingFixture(t)
-	f.now.Store(trustStart)
-	f.pipe.TrustHints()
-	f.pipe.Start()
-	t.Cleanup(func() { _ = f.pipe.Stop(context.Background()) })
+	f, counting := newTrustFixture(t, true)
 
 	f.hintAndRoll(t, "hinted", trustedSlice+1, 4, 4)
 	f.write(t, trustedSlice+2, 3, "unhinted")
@@ -120,9 +124,7 @@ func TestSweepFoldsSlicesBeforeTrust(t *testing.T) {
 
 // A full queue drops hints, and the sweep then folds the slices of the dropped events.
 func TestSweepFoldsAfterDroppedHints(t *testing.T) {
-	f, counting := newCountingFixture(t)
-	f.now.Store(trustStart)
-	f.pipe.TrustHints()
+	f, counting := newTrustFixture(t, false)
 
 	f.pipe.FillQueues()
 	f.write(t, trustedSlice+1, 3, "c")
@@ -134,9 +136,7 @@ func TestSweepFoldsAfterDroppedHints(t *testing.T) {
 
 // Stopping the queues ends the trust: the drain does not queue later events again.
 func TestSweepFoldsAfterStop(t *testing.T) {
-	f, counting := newCountingFixture(t)
-	f.now.Store(trustStart)
-	f.pipe.TrustHints()
+	f, counting := newTrustFixture(t, false)
 	f.pipe.Start()
 
 	f.hintAndRoll(t, "c", trustedSlice+1, 4, 4)
