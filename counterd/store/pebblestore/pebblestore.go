@@ -160,7 +160,7 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 		return nil
 	})
 	if !s.mergeCheckpoints {
-		logger.Info("The embedded store predates merged checkpoint writes, so each checkpoint write reads the stored checkpoint first; a store created in an empty --data-dir writes them blind", "dir", dir)
+		logger.Info("The embedded store was created before checkpoint writes were merged, so each checkpoint write reads the stored checkpoint first; a store created in an empty --data-dir skips that read", "dir", dir)
 	}
 	for i := range s.appends {
 		s.appends[i] = make(chan *appendRequest, 1024)
