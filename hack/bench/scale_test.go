@@ -208,6 +208,9 @@ counterd_rollup_queue_depth{namespace="b b"} 18
 counterd_rollup_hints_dropped_total{namespace="a"} 3.5e+06
 counterd_sweep_lag_seconds{namespace="a"} 18.110150323
 counterd_rollups_total{namespace="a",trigger="queue"} 4.727307e+06
+counterd_rollups_total{namespace="a",trigger="sweep"} 131659
+counterd_rollups_total{namespace="b b",trigger="sweep"} 1
+counterd_sweep_trusted_total{namespace="a"} 1.5276019e+07
 `
 	st, err := parseRollupState(strings.NewReader(text))
 	if err != nil {
@@ -221,6 +224,15 @@ counterd_rollups_total{namespace="a",trigger="queue"} 4.727307e+06
 	}
 	if st.SweepLag != 18.110150323 {
 		t.Errorf("SweepLag = %v, want 18.110150323", st.SweepLag)
+	}
+	if st.QueueRollups != 4727307 {
+		t.Errorf("QueueRollups = %v, want 4727307", st.QueueRollups)
+	}
+	if st.SweepRollups != 131660 {
+		t.Errorf("SweepRollups = %v, want 131660", st.SweepRollups)
+	}
+	if st.SweepTrusted != 15276019 {
+		t.Errorf("SweepTrusted = %v, want 15276019", st.SweepTrusted)
 	}
 }
 

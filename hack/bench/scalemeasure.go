@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -131,6 +132,11 @@ type rollupState struct {
 	Queued float64
 	// SweepLag is how far the oldest sweep mark is behind, in seconds.
 	SweepLag float64
+	// QueueRollups and SweepRollups count the counters rolled up so far by the queues and by
+	// the sweep.
+	QueueRollups, SweepRollups float64
+	// SweepTrusted counts the counters that the sweep left to their hinted rollups.
+	SweepTrusted float64
 }
 
 // readRollupState reads counterd's rollup metrics from its /metrics endpoint at addr.
@@ -151,18 +157,36 @@ func parseRollupState(r io.Reader) (rollupState, error) {
 	if err != nil {
 		return rollupState{}, fmt.Errorf("invalid metrics: %w", err)
 	}
-	sum := func(name string) float64 {
+	// sumWhere sums the series of a family that have label set to value, or every series
+	// when label is empty.
+	sumWhere := func(name, label, value string) float64 {
 		total := 0.0
 		for _, m := range families[name].GetMetric() {
+			if label != "" && !hasLabel(m, label, value) {
+				continue
+			}
 			// Only the value of the family's type is set. A family without a TYPE line is
 			// untyped.
 			total += m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
 		}
 		return total
 	}
+	sum := func(name string) float64 { return sumWhere(name, "", "") }
 	return rollupState{
 		HintsDropped: sum("counterd_rollup_hints_dropped_total"),
 		Queued:       sum("counterd_rollup_queue_depth"),
 		SweepLag:     sum("counterd_sweep_lag_seconds"),
+		QueueRollups: sumWhere("counterd_rollups_total", "trigger", "queue"),
+		SweepRollups: sumWhere("counterd_rollups_total", "trigger", "sweep"),
+		SweepTrusted: sum("counterd_sweep_trusted_total"),
 	}, nil
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue() == value
+		}
+	}
+	return false
 }
