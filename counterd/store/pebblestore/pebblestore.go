@@ -60,7 +60,9 @@ type Stats struct {
 	Duplicates atomic.Uint64
 	// Syncs counts the syncs of the write-ahead log that made appends durable.
 	Syncs atomic.Uint64
-	// CheckpointsWritten counts checkpoints stored; ignored older ones are not counted.
+	// CheckpointsWritten counts checkpoints written. A store with checkpointMerger counts every
+	// write, even one older than the stored checkpoint, which reads then never return. A store
+	// created before checkpointMerger skips such a write and does not count it.
 	CheckpointsWritten atomic.Uint64
 }
 
