@@ -126,14 +126,12 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 		buckets[ns.Name] = ns.TimeBucket.Duration
 	}
 
-	merger, err := storeMerger(fs, dir)
+	blockCache := pebble.NewCache(blockCacheBytes)
+	defer blockCache.Unref()
+	popts, err := pebbleOptions(fs, dir, blockCache, logger)
 	if err != nil {
 		return nil, err
 	}
-	blockCache := pebble.NewCache(blockCacheBytes)
-	defer blockCache.Unref()
-	popts := pebbleOptions(blockCache, merger, logger)
-	popts.FS = fs
 	db, err := pebble.Open(dir, popts)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		return nil, fmt.Errorf("failed to open the embedded store in %s: another process is using it; stop that process or pass another --data-dir", dir)
@@ -149,7 +147,7 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 		logger:           logger,
 		buckets:          buckets,
 		closing:          make(chan struct{}),
-		mergeCheckpoints: merger == checkpointMerger,
+		mergeCheckpoints: popts.Merger == checkpointMerger,
 
 		sweepDeleted: make(map[sweepShardKey]int64),
 	}
@@ -172,9 +170,15 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 	return s, nil
 }
 
-// pebbleOptions returns the options of every open of the database.
-func pebbleOptions(blockCache *pebble.Cache, merger *pebble.Merger, logger *slog.Logger) *pebble.Options {
+// pebbleOptions returns the options of every open of the database in dir on fsys, with the
+// merger that the database was created with (see storeMerger).
+func pebbleOptions(fsys vfs.FS, dir string, blockCache *pebble.Cache, logger *slog.Logger) (*pebble.Options, error) {
+	merger, err := storeMerger(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
 	popts := &pebble.Options{
+		FS:           fsys,
 		Comparer:     comparer,
 		Merger:       merger,
 		Logger:       pebbleLogger{logger},
@@ -188,7 +192,7 @@ func pebbleOptions(blockCache *pebble.Cache, merger *pebble.Merger, logger *slog
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
-	return popts
+	return popts, nil
 }
 
 // TableUsage is the estimated size on disk of one table of the key layout.
@@ -221,13 +225,13 @@ func Compact(ctx context.Context, dir string, logger *slog.Logger) ([]TableUsage
 	if logger == nil {
 		logger = slog.Default()
 	}
-	merger, err := storeMerger(vfs.Default, dir)
+	blockCache := pebble.NewCache(blockCacheBytes)
+	defer blockCache.Unref()
+	popts, err := pebbleOptions(vfs.Default, dir, blockCache, logger)
 	if err != nil {
 		return nil, err
 	}
-	blockCache := pebble.NewCache(blockCacheBytes)
-	defer blockCache.Unref()
-	db, err := pebble.Open(dir, pebbleOptions(blockCache, merger, logger))
+	db, err := pebble.Open(dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)
 	}
