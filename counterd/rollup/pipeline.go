@@ -106,8 +106,8 @@ func (p *Pipeline) TrustHints() {
 	p.trustHints.Store(true)
 }
 
-// HintsLost records that events accepted up to now may lack a hint: an append failed after the
-// store may have applied it. It must be called before the write's hold ends.
+// HintsLost records that events accepted up to now may lack a hint, for example the event of
+// a failed append, which the store may have applied anyway. Call it before the write's hold ends.
 func (p *Pipeline) HintsLost() {
 	p.noteLost(p.roller.clock() + int64(p.roller.ns.MaxClockSkew.Duration))
 }

@@ -83,7 +83,7 @@ func keyTag(key []byte) string {
 
 // storeMerger returns the merger to open the database in dir with: checkpointMerger for a new
 // database or one created with it, and Pebble's default for a database created before
-// checkpoints were merged. That one keeps its merger, because Pebble refuses to open a database
+// checkpoints were merged. That one keeps its merger, because Pebble rejects opening a database
 // with another, and its checkpoint writes read the stored checkpoint first.
 func storeMerger(fsys vfs.FS, dir string) (*pebble.Merger, error) {
 	desc, err := pebble.Peek(dir, fsys)
@@ -106,7 +106,7 @@ func storeMerger(fsys vfs.FS, dir string) (*pebble.Merger, error) {
 	case pebble.DefaultMerger.Name:
 		return pebble.DefaultMerger, nil
 	default:
-		return nil, fmt.Errorf("the embedded store in %s was created with merge operator %q, which this build of counterd does not know; pass an empty --data-dir, or run the build that wrote it", dir, name)
+		return nil, fmt.Errorf("failed to open the embedded store in %s: unknown merge operator %q; pass an empty --data-dir, or run the build of counterd that created it", dir, name)
 	}
 }
 
@@ -132,5 +132,5 @@ func optionsMerger(fsys vfs.FS, path string) (string, error) {
 	if err := sc.Err(); err != nil {
 		return "", err
 	}
-	return "", fmt.Errorf("%s names no merger", path)
+	return "", fmt.Errorf("missing merger in %s", path)
 }
