@@ -37,6 +37,9 @@ type Metrics struct {
 	SweepOwnedShards *prometheus.GaugeVec
 	// SweepTrusted counts counters that the sweep left to their hinted rollups, by namespace.
 	SweepTrusted *prometheus.CounterVec
+	// HeldFolds counts queued rollups that folded the events their hints carried instead of
+	// reading them from the store, by namespace.
+	HeldFolds *prometheus.CounterVec
 }
 
 // Init creates the per-namespace series at zero, so that dashboards and alerts see 0 rather
@@ -49,6 +52,7 @@ func (m *Metrics) Init(namespaces []string) {
 		m.RollupErrors.WithLabelValues(ns)
 		m.HintsDropped.WithLabelValues(ns)
 		m.SweepTrusted.WithLabelValues(ns)
+		m.HeldFolds.WithLabelValues(ns)
 		for _, trigger := range []string{"queue", "sweep", "shutdown"} {
 			m.Rollups.WithLabelValues(ns, trigger)
 		}
@@ -99,8 +103,12 @@ func New() *Metrics {
 		SweepTrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "counterd_sweep_trusted_total", Help: "Counters the sweep did not read because this process's hinted rollups had folded their events, by namespace.",
 		}, []string{"namespace"}),
+		HeldFolds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "counterd_rollup_held_folds_total", Help: "Queued rollups that folded the events their hints carried, without reading them from the store, by namespace.",
+		}, []string{"namespace"}),
 	}
 	r.MustRegister(m.Requests, m.RequestSeconds, m.DuplicateRequests, m.RollupLagSeconds, m.QueueDepth,
-		m.Rollups, m.RollupErrors, m.HintsDropped, m.SweepMarkSeconds, m.SweepLagSeconds, m.SweepOwnedShards, m.SweepTrusted)
+		m.Rollups, m.RollupErrors, m.HintsDropped, m.SweepMarkSeconds, m.SweepLagSeconds, m.SweepOwnedShards, m.SweepTrusted,
+		m.HeldFolds)
 	return m
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/counterd/counterd/counterd/metrics"
+	"github.com/counterd/counterd/counterd/store"
 )
 
 // MaxQueuedCounters bounds the counters waiting in one namespace's queues. A hint for a new
@@ -40,6 +41,12 @@ type Pipeline struct {
 	trustHints atomic.Bool
 	// lostUpTo is the latest event time that may lack a hint.
 	lostUpTo atomic.Int64
+	// heldLostUpTo is the latest event time that may lack a hint, leaving out the events of
+	// the counters that Recover queued; recovered is set once Recover has queued them.
+	heldLostUpTo atomic.Int64
+	recovered    atomic.Bool
+	// held is the number of events held by the queue entries; see held.go.
+	held atomic.Int64
 }
 
 type queue struct {
@@ -58,6 +65,11 @@ type entry struct {
 	// bound is the latest event time that the counter's hints are about, or unknownBound when
 	// a hint gave none.
 	bound int64
+	// held is set while events holds every hinted event of the counter after base; see held.go.
+	held     bool
+	events   []heldEvent
+	unsorted bool // whether events may be out of time order
+	base     int64
 }
 
 // unknownBound is the bound of a hint that does not know the times of the counter's events.
@@ -91,7 +103,15 @@ func (p *Pipeline) Len() int { return int(p.queued.Load()) }
 // After the rollup, the queue looks for the counter's events after the window end only when a
 // hint was about a later event. Events that no hint names are left to the sweep.
 func (p *Pipeline) Hint(counter string, due int64) bool {
-	return p.hint(counter, due, due-int64(p.roller.ns.WindowDelay()))
+	return p.hint(counter, due, due-int64(p.roller.ns.WindowDelay()), change{})
+}
+
+// HintEvent is Hint for an event that this process has just written. A pipeline that trusts
+// its hints keeps the event's time, kind and delta with the counter, and its rollup then folds
+// the events it holds without reading them back from the store.
+func (p *Pipeline) HintEvent(counter string, due int64, e store.Event) bool {
+	held := heldEvent{time: e.Time, delta: e.Delta, clear: e.Kind == store.KindClear}
+	return p.hint(counter, due, due-int64(p.roller.ns.WindowDelay()), change{kind: holdEvent, event: held})
 }
 
 // TrustHints lets the sweep skip a counter that is neither queued nor being rolled up, in the
@@ -101,8 +121,16 @@ func (p *Pipeline) Hint(counter string, due int64) bool {
 // hints each event before the write's hold ends, as a standalone server with the embedded
 // store does. Events accepted up to the call may lack a hint, because a previous process may
 // have written them.
+//
+// The queues' rollups then also fold the events that HintEvent hands them (see held.go). When
+// Recover has run before, the counters it queued hold no events, and those of every other
+// counter are complete from the call on.
 func (p *Pipeline) TrustHints() {
-	p.HintsLost()
+	t := p.roller.clock() + int64(p.roller.ns.MaxClockSkew.Duration)
+	storeMax(&p.lostUpTo, t)
+	if !p.recovered.Load() {
+		storeMax(&p.heldLostUpTo, t)
+	}
 	p.trustHints.Store(true)
 }
 
@@ -114,9 +142,15 @@ func (p *Pipeline) HintsLost() {
 
 // noteLost records that events up to time t may lack a hint.
 func (p *Pipeline) noteLost(t int64) {
+	storeMax(&p.lostUpTo, t)
+	storeMax(&p.heldLostUpTo, t)
+}
+
+// storeMax sets v to t when t is larger.
+func storeMax(v *atomic.Int64, t int64) {
 	for {
-		prev := p.lostUpTo.Load()
-		if prev >= t || p.lostUpTo.CompareAndSwap(prev, t) {
+		prev := v.Load()
+		if prev >= t || v.CompareAndSwap(prev, t) {
 			return
 		}
 	}
@@ -140,16 +174,16 @@ func (p *Pipeline) queueOf(counter string) *queue {
 	return p.queues[xxh3.HashString(counter)%uint64(len(p.queues))]
 }
 
-// hint queues a rollup of counter at due or earlier, for events at or before bound.
-func (p *Pipeline) hint(counter string, due, bound int64) bool {
+// hint queues a rollup of counter at due or earlier, for events at or before bound, and makes
+// change c to the events its entry holds.
+func (p *Pipeline) hint(counter string, due, bound int64, c change) bool {
 	q := p.queueOf(counter)
 	q.mu.Lock()
 	prev, queued := q.entries[counter]
 	if queued && prev.due <= due {
-		if bound > prev.bound {
-			prev.bound = bound
-			q.entries[counter] = prev
-		}
+		prev.bound = max(prev.bound, bound)
+		p.apply(&prev, false, c)
+		q.entries[counter] = prev
 		q.mu.Unlock()
 		return true
 	}
@@ -165,10 +199,13 @@ func (p *Pipeline) hint(counter string, due, bound int64) bool {
 		}
 		return false
 	}
+	e := entry{due: due, bound: bound}
 	if queued {
-		bound = max(bound, prev.bound)
+		e = prev
+		e.due, e.bound = due, max(bound, prev.bound)
 	}
-	q.entries[counter] = entry{due: due, bound: bound}
+	p.apply(&e, !queued, c)
+	q.entries[counter] = e
 	heap.Push(&q.heap, dueEntry{counter: counter, due: due})
 	first := q.heap[0].counter == counter && q.heap[0].due == due
 	q.mu.Unlock()
@@ -225,6 +262,7 @@ func (p *Pipeline) StopWithHandoff(ctx context.Context, handoff func(counter str
 	for _, q := range p.queues {
 		q.mu.Lock()
 		for c, e := range q.entries {
+			p.dropHeld(&e)
 			all = append(all, queued{c, e})
 		}
 		q.entries = make(map[string]entry)
@@ -271,11 +309,11 @@ func (p *Pipeline) run(q *queue) {
 	defer timer.Stop()
 	for {
 		now := p.roller.clock()
-		batch, bounds, next := q.popDue(now, batchSize)
-		if len(batch) > 0 {
-			p.addQueued(-int64(len(batch)))
-			p.process(batch, bounds)
-			q.finish(batch)
+		taken, next := q.popDue(now, batchSize, p.windowEnd)
+		if len(taken.counters) > 0 {
+			p.addQueued(-int64(len(taken.counters)))
+			p.process(taken)
+			q.finish(taken.counters)
 			continue
 		}
 
@@ -293,27 +331,49 @@ func (p *Pipeline) run(q *queue) {
 	}
 }
 
+// taken is a batch of counters taken from a queue.
+type taken struct {
+	counters []string
+	bounds   []int64       // each counter's entry bound
+	held     []*heldRollup // each counter's held events, nil when its entry held none
+	// end is the window end, read when the counters were taken: every event that a hint
+	// after that names is later than end, so the held events up to end are complete.
+	end int64
+}
+
 // popDue removes up to n counters due at now, marks them rolling until finish, and returns
-// them with their bounds and the due time of the next counter waiting (zero when none waits).
-func (q *queue) popDue(now int64, n int) ([]string, []int64, int64) {
+// them and the due time of the next counter waiting (zero when none waits). windowEnd gives the
+// window end of the batch, which it reads under the queue's lock.
+func (q *queue) popDue(now int64, n int, windowEnd func() int64) (taken, int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var batch []string
-	var bounds []int64
-	for len(q.heap) > 0 && len(batch) < n {
+	var t taken
+	for len(q.heap) > 0 && len(t.counters) < n {
 		top := q.heap[0]
-		if e, ok := q.entries[top.counter]; !ok || e.due != top.due {
+		e, ok := q.entries[top.counter]
+		if !ok || e.due != top.due {
 			heap.Pop(&q.heap) // stale: the counter was re-queued earlier or already taken
 			continue
 		}
 		if top.due > now {
 			break
 		}
+		if len(t.counters) == 0 {
+			// A hint that comes after this read finds the counter's entry gone, so it names
+			// an event whose write held the window back or started after this read: an
+			// event after end (see Holds).
+			t.end = windowEnd()
+		}
 		heap.Pop(&q.heap)
-		bounds = append(bounds, q.entries[top.counter].bound)
+		t.bounds = append(t.bounds, e.bound)
+		var h *heldRollup
+		if e.held {
+			h = &heldRollup{events: e.events, unsorted: e.unsorted, base: e.base}
+		}
+		t.held = append(t.held, h)
 		delete(q.entries, top.counter)
 		q.rolling[top.counter] = struct{}{}
-		batch = append(batch, top.counter)
+		t.counters = append(t.counters, top.counter)
 	}
 	var next int64
 	for len(q.heap) > 0 {
@@ -324,7 +384,7 @@ func (q *queue) popDue(now int64, n int) ([]string, []int64, int64) {
 		}
 		heap.Pop(&q.heap)
 	}
-	return batch, bounds, next
+	return t, next
 }
 
 // finish unmarks the counters of a batch whose rollup has finished, and whose later events
@@ -337,28 +397,71 @@ func (q *queue) finish(batch []string) {
 	q.mu.Unlock()
 }
 
-// process rolls up a batch of counters popped from a queue, and queues again those with events
-// after the window end that a hint was about. bounds holds each counter's entry bound.
-func (p *Pipeline) process(batch []string, bounds []int64) {
+// windowEnd returns the window end of a rollup that starts now.
+func (p *Pipeline) windowEnd() int64 {
+	return WindowEnd(p.roller.ns, p.roller.clock(), p.roller.holds)
+}
+
+// process rolls up a batch of counters taken from a queue, and queues again those with events
+// after the window end: from the events their entries held, or else when a hint was about such
+// an event.
+func (p *Pipeline) process(t taken) {
 	ctx := context.Background()
-	rolled, err := p.roller.rollupBatch(ctx, batch, rollupOptions{trigger: "queue", pending: true, bounds: bounds})
+	var held []*heldRollup
+	for _, h := range t.held {
+		if h != nil {
+			p.held.Add(-int64(len(h.events)))
+			held = t.held
+		}
+	}
+	rolled, err := p.roller.rollupBatch(ctx, t.counters, rollupOptions{
+		trigger: "queue", pending: true, bounds: t.bounds,
+		end: t.end, held: held, lostUpTo: p.heldLostUpTo.Load(),
+	})
 	now := p.roller.clock()
 	if err != nil {
-		p.logger.Error("Rollup failed; retrying", "namespace", p.roller.ns.Name, "counters", len(batch), "err", err)
+		p.logger.Error("Rollup failed; retrying", "namespace", p.roller.ns.Name, "counters", len(t.counters), "err", err)
 		if p.metrics != nil {
 			p.metrics.RollupErrors.WithLabelValues(p.roller.ns.Name).Inc()
 		}
-		for i, c := range batch {
-			p.hint(c, now+int64(retryDelay), bounds[i])
+		for i, c := range t.counters {
+			retry := change{kind: dropHeld}
+			if h := t.held[i]; h != nil {
+				h.sort()
+				retry = change{kind: carryHeld, events: h.events, base: h.base}
+			}
+			p.hint(c, now+int64(retryDelay), t.bounds[i], retry)
 		}
 		return
 	}
-	// rolled contains every counter of batch, in order, because the queues pass no covers.
+	// rolled contains every counter of the batch, in order, because the queues pass no covers.
 	for i, r := range rolled {
-		if r.HasPending {
-			p.hint(r.Counter, DueTime(p.roller.ns, now, r.PendingAfter), bounds[i])
+		switch {
+		case t.held[i] != nil:
+			p.carry(r, now, t.bounds[i])
+		case r.HasPending:
+			// The entry held no events, so the later ones are not held either.
+			p.hint(r.Counter, DueTime(p.roller.ns, now, r.PendingAfter), t.bounds[i], change{kind: dropHeld})
 		}
 	}
+}
+
+// carry queues again a counter whose entry held its events, with the events its rollup did not
+// fold. Without such events, it only gives an entry queued during the rollup the base that the
+// rollup ended with.
+func (p *Pipeline) carry(r Rolled, now, bound int64) {
+	c := change{kind: carryHeld, events: r.carried, base: r.carriedBase}
+	if r.HasPending {
+		p.hint(r.Counter, DueTime(p.roller.ns, now, r.PendingAfter), bound, c)
+		return
+	}
+	q := p.queueOf(r.Counter)
+	q.mu.Lock()
+	if e, ok := q.entries[r.Counter]; ok {
+		p.apply(&e, false, c)
+		q.entries[r.Counter] = e
+	}
+	q.mu.Unlock()
 }
 
 // boundDue returns the time when the window passes bound, so that a Hint due then names the

@@ -47,6 +47,11 @@ type Rolled struct {
 	// PendingAfter is the time of the oldest event after the checkpoint, when HasPending.
 	PendingAfter int64
 	HasPending   bool
+
+	// carried are the held events after the checkpoint, and carriedBase the time after which
+	// they are complete, when the counter's entry held its events.
+	carried     []heldEvent
+	carriedBase int64
 }
 
 // RollupBatch rolls up counters to the current window end, stores the new checkpoints in one
@@ -70,6 +75,13 @@ type rollupOptions struct {
 	// The pending lookup is skipped when the checkpoint reaches it, because later events have
 	// hints of their own or are left to the sweep.
 	bounds []int64
+	// end, when not zero, is the window end to fold to instead of the current one.
+	end int64
+	// held, when set, contains for each counter the events its queue entry held, or nil. Such a
+	// counter is folded from them when a checkpoint at or after both their base and lostUpTo
+	// is found, and its Rolled carries those after its checkpoint (see held.go).
+	held     []*heldRollup
+	lostUpTo int64
 }
 
 // rollupBatch rolls up counters as RollupBatch does, with the settings in opts. A counter without events
@@ -77,7 +89,10 @@ type rollupOptions struct {
 // end already, so writing it again would only move its RollupTime.
 func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollupOptions) ([]Rolled, error) {
 	now := r.clock()
-	end := WindowEnd(r.ns, now, r.holds)
+	end := opts.end
+	if end == 0 {
+		end = WindowEnd(r.ns, now, r.holds)
+	}
 	// Every event up to end was written before this point, and every event that a hint of
 	// this batch names was written before the hint, so a reader opened now reads them all.
 	reads, err := r.openReads(ctx)
@@ -87,9 +102,11 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 	defer reads.close()
 
 	out := make([]Rolled, 0, len(counters))
-	var outBounds []int64 // opts.bounds of the counters in out
+	var outBounds []int64     // opts.bounds of the counters in out
+	var outHeld []*heldRollup // opts.held of the counters in out
 	var changedKeys []store.Key
 	var changed []store.Checkpoint
+	heldFolds := 0
 	for i, counter := range counters {
 		// The embedded store does not stop on a cancelled context, so a shutdown that ends
 		// the sweep or the drain is noticed here.
@@ -97,14 +114,28 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 			return nil, err
 		}
 		key := store.Key{Namespace: r.ns.Name, Counter: counter}
-		cp, err := r.readCheckpoint(ctx, reads, key)
+		var h *heldRollup
+		if opts.held != nil {
+			h = opts.held[i]
+		}
+		cp, err := r.startCheckpoint(ctx, reads, key, h)
 		if err != nil {
 			return nil, fmt.Errorf("failed to read the checkpoint of %q: %w", counter, err)
 		}
 		if opts.covers != nil && cp.RollupTime >= opts.covers[i] {
 			continue
 		}
-		if end > cp.RollupTime {
+		if h != nil {
+			h.sort()
+		}
+		if h != nil && cp.RollupTime >= h.base && cp.RollupTime >= opts.lostUpTo {
+			heldFolds++
+			if count, read := foldHeld(cp, h.events, end); read > 0 {
+				cp = store.Checkpoint{Count: count, RollupTime: end}
+				changedKeys = append(changedKeys, key)
+				changed = append(changed, cp)
+			}
+		} else if end > cp.RollupTime {
 			count, read, err := fold(ctx, reads.events, key, cp, end)
 			if err != nil {
 				return nil, fmt.Errorf("failed to fold the events of %q: %w", counter, err)
@@ -119,6 +150,7 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 		if opts.bounds != nil {
 			outBounds = append(outBounds, opts.bounds[i])
 		}
+		outHeld = append(outHeld, h)
 	}
 	if len(changed) > 0 {
 		if err := r.store.WriteCheckpoints(ctx, changedKeys, changed); err != nil {
@@ -132,6 +164,16 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 		if err := r.cache.SetCheckpoint(ctx, key, cached); err != nil {
 			r.logger.Warn("Failed to cache a checkpoint", "namespace", r.ns.Name, "counter", out[i].Counter, "err", err)
 		}
+		if h := outHeld[i]; h != nil {
+			// The held events after the checkpoint are complete after the later of its
+			// time and the entry's base.
+			out[i].carriedBase = max(out[i].Checkpoint.RollupTime, h.base)
+			out[i].carried, out[i].PendingAfter, out[i].HasPending = heldAfter(h.events, out[i].carriedBase)
+			if out[i].carriedBase >= opts.lostUpTo {
+				continue
+			}
+			// Events up to lostUpTo may lack a hint, so the store may hold an older one.
+		}
 		if !opts.pending || (outBounds != nil && outBounds[i] <= out[i].Checkpoint.RollupTime) {
 			continue
 		}
@@ -139,11 +181,16 @@ func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollup
 		if err != nil {
 			return nil, fmt.Errorf("failed to look for events after the checkpoint of %q: %w", out[i].Counter, err)
 		}
-		out[i].PendingAfter, out[i].HasPending = t, ok
+		if ok && (!out[i].HasPending || t < out[i].PendingAfter) {
+			out[i].PendingAfter, out[i].HasPending = t, true
+		}
 	}
 
 	if r.metrics != nil {
 		r.metrics.Rollups.WithLabelValues(r.ns.Name, opts.trigger).Add(float64(len(out)))
+		if heldFolds > 0 {
+			r.metrics.HeldFolds.WithLabelValues(r.ns.Name).Add(float64(heldFolds))
+		}
 		r.metrics.RollupLagSeconds.WithLabelValues(r.ns.Name).Set(time.Duration(now - end).Seconds())
 	}
 	return out, nil
@@ -190,6 +237,28 @@ type checkpointOnlyReader interface {
 func (r *Roller) readCheckpoint(ctx context.Context, reads batchReads, key store.Key) (store.Checkpoint, error) {
 	if cp, found, err := r.cache.GetCheckpoint(ctx, key); err == nil && found {
 		return cp, nil
+	}
+	if reads.batch != nil {
+		return reads.batch.ReadCheckpointOnly(ctx, key)
+	}
+	if reader, ok := r.store.(checkpointOnlyReader); ok {
+		return reader.ReadCheckpointOnly(ctx, key)
+	}
+	return r.store.ReadCheckpoint(ctx, key)
+}
+
+// startCheckpoint returns the checkpoint that the rollup of key starts from. For a counter whose
+// entry held its events (h not nil) it is one at or after the entry's base when possible: the
+// cached one only when the base is known and the cached one reaches it, because a cache may
+// lag behind the store, and else the stored one.
+func (r *Roller) startCheckpoint(ctx context.Context, reads batchReads, key store.Key, h *heldRollup) (store.Checkpoint, error) {
+	if h == nil {
+		return r.readCheckpoint(ctx, reads, key)
+	}
+	if h.base != unknownBase {
+		if cp, found, err := r.cache.GetCheckpoint(ctx, key); err == nil && found && cp.RollupTime >= h.base {
+			return cp, nil
+		}
 	}
 	if reads.batch != nil {
 		return reads.batch.ReadCheckpointOnly(ctx, key)

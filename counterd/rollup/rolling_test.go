@@ -24,7 +24,8 @@ func TestRollingCounterNotTrusted(t *testing.T) {
 		t.Error("a queued counter is trusted")
 	}
 	q := p.queueOf("c")
-	batch, _, _ := q.popDue(now, 10)
+	taken, _ := q.popDue(now, 10, p.windowEnd)
+	batch := taken.counters
 	if len(batch) != 1 {
 		t.Fatalf("popDue took %v, want [c]", batch)
 	}

@@ -183,8 +183,12 @@ func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 	r := p.roller
 	ns := r.ns
 	oldest, found, err := r.store.OldestWrittenBucket(ctx, ns.Name)
-	if err != nil || !found {
+	if err != nil {
 		return 0, err
+	}
+	if !found {
+		p.recovered.Store(true)
+		return 0, nil
 	}
 	now := r.clock()
 	last := store.BucketStart(now+int64(ns.MaxClockSkew.Duration), store.SweepSlice)
@@ -199,8 +203,9 @@ func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 		}
 		from := store.BucketStart(max(mark, oldest), store.SweepSlice)
 		err = r.store.SweepCounters(ctx, ns.Name, shard, from, last+int64(store.SweepSlice), func(counter string, _ int64) bool {
-			// These counters' hints are lost, so nothing bounds their events.
-			if p.hint(counter, now, unknownBound) {
+			// These counters' hints are lost, so nothing bounds their events, and their
+			// entries hold none of them.
+			if p.hint(counter, now, unknownBound, change{kind: dropHeld}) {
 				queued++
 			}
 			return true
@@ -209,6 +214,7 @@ func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 			return queued, err
 		}
 	}
+	p.recovered.Store(true)
 	return queued, nil
 }
 

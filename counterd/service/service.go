@@ -133,9 +133,6 @@ func (s *Service) Start(ctx context.Context) error {
 		if ns.pipeline == nil {
 			continue
 		}
-		if s.soleWriter && s.hinter == nil {
-			ns.pipeline.TrustHints()
-		}
 		n, err := ns.pipeline.Recover(ctx)
 		if err != nil {
 			cancel()
@@ -143,6 +140,11 @@ func (s *Service) Start(ctx context.Context) error {
 		}
 		if n > 0 {
 			s.logger.Info("Queued recently written counters for rollup", "namespace", ns.cfg.Name, "counters", n)
+		}
+		// After Recover, so that only the counters it queued wait for their events from
+		// before the start to pass the window before their rollups fold held events.
+		if s.soleWriter && s.hinter == nil {
+			ns.pipeline.TrustHints()
 		}
 		ns.pipeline.Start()
 		s.maintenance.Add(1)
@@ -420,9 +422,16 @@ func (s *Service) finish(ctx context.Context, p prepared, appended store.AppendR
 // hintAppended requests the rollup of an appended event. It runs before the write's hold ends,
 // so a sweep that the window lets past the event finds the hint queued or already rolled up.
 func (s *Service) hintAppended(p prepared, appended store.AppendResult) {
-	if !appended.Duplicate {
-		s.hint(p.ns, p.event.Key, rollup.DueTime(p.ns.cfg, s.clock(), p.event.Time))
+	if appended.Duplicate {
+		return
 	}
+	due := rollup.DueTime(p.ns.cfg, s.clock(), p.event.Time)
+	if s.hinter == nil && p.ns.pipeline != nil {
+		// The queue may keep the event, so that its rollup need not read it back.
+		p.ns.pipeline.HintEvent(p.event.Key.Counter, due, p.event)
+		return
+	}
+	s.hint(p.ns, p.event.Key, due)
 }
 
 // hintsLost records, before the write's hold ends, that the event of a failed append has no
