@@ -416,7 +416,7 @@ func (p *Pipeline) process(t taken) {
 	}
 	rolled, err := p.roller.rollupBatch(ctx, t.counters, rollupOptions{
 		trigger: "queue", pending: true, bounds: t.bounds,
-		end: t.end, held: held, lostUpTo: p.heldLostUpTo.Load(),
+		end: t.end, fixedEnd: true, held: held, lostUpTo: p.heldLostUpTo.Load(),
 	})
 	now := p.roller.clock()
 	if err != nil {

@@ -75,8 +75,9 @@ type rollupOptions struct {
 	// The pending lookup is skipped when the checkpoint reaches it, because later events have
 	// hints of their own or are left to the sweep.
 	bounds []int64
-	// end, when not zero, is the window end to fold to instead of the current one.
-	end int64
+	// end, when fixedEnd is set, is the window end to fold to instead of the current one.
+	end      int64
+	fixedEnd bool
 	// held, when set, contains for each counter the events its queue entry held, or nil. Such a
 	// counter is folded from them when a checkpoint at or after both their base and lostUpTo
 	// is found, and its Rolled carries those after its checkpoint (see held.go).
@@ -90,7 +91,7 @@ type rollupOptions struct {
 func (r *Roller) rollupBatch(ctx context.Context, counters []string, opts rollupOptions) ([]Rolled, error) {
 	now := r.clock()
 	end := opts.end
-	if end == 0 {
+	if !opts.fixedEnd {
 		end = WindowEnd(r.ns, now, r.holds)
 	}
 	// Every event up to end was written before this point, and every event that a hint of
