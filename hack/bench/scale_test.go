@@ -211,6 +211,7 @@ counterd_rollups_total{namespace="a",trigger="queue"} 4.727307e+06
 counterd_rollups_total{namespace="a",trigger="sweep"} 131659
 counterd_rollups_total{namespace="b b",trigger="sweep"} 1
 counterd_sweep_trusted_total{namespace="a"} 1.5276019e+07
+counterd_rollup_held_folds_total{namespace="a"} 4.5e+06
 `
 	st, err := parseRollupState(strings.NewReader(text))
 	if err != nil {
@@ -233,6 +234,9 @@ counterd_sweep_trusted_total{namespace="a"} 1.5276019e+07
 	}
 	if st.SweepTrusted != 15276019 {
 		t.Errorf("SweepTrusted = %v, want 15276019", st.SweepTrusted)
+	}
+	if st.HeldFolds != 4.5e6 {
+		t.Errorf("HeldFolds = %v, want 4.5e6", st.HeldFolds)
 	}
 }
 

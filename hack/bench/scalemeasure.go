@@ -137,6 +137,9 @@ type rollupState struct {
 	QueueRollups, SweepRollups float64
 	// SweepTrusted counts the counters that the sweep left to their hinted rollups.
 	SweepTrusted float64
+	// HeldFolds counts the queued rollups that folded the events their hints carried, without
+	// reading them from the store.
+	HeldFolds float64
 }
 
 // readRollupState reads counterd's rollup metrics from its /metrics endpoint at addr.
@@ -179,6 +182,7 @@ func parseRollupState(r io.Reader) (rollupState, error) {
 		QueueRollups: sumWhere("counterd_rollups_total", "trigger", "queue"),
 		SweepRollups: sumWhere("counterd_rollups_total", "trigger", "sweep"),
 		SweepTrusted: sum("counterd_sweep_trusted_total"),
+		HeldFolds:    sum("counterd_rollup_held_folds_total"),
 	}, nil
 }
 
