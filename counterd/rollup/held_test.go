@@ -349,3 +349,24 @@ func TestRecoveredCountersHoldNoEvents(t *testing.T) {
 	f.checkCount(t, "new", 2)
 	f.checkReads(t, 1, 1)
 }
+
+// Hint names no event, so a counter hinted through it is folded from the store, also after
+// TrustHints and for an event written after the counter's last rollup.
+func TestPlainHintFoldsFromStore(t *testing.T) {
+	f := newUntrustedFixture(t)
+	if _, err := f.pipe.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.pipe.TrustHints()
+	t0 := f.after(0)
+	f.write(t, "c", t0, store.KindAdd, 4, true)
+	f.rollDue(t0 + f.delay + 1)
+	f.checkCount(t, "c", 4)
+
+	t1 := f.after(10 * time.Second)
+	f.write(t, "c", t1, store.KindAdd, 3, false)
+	f.pipe.Hint("c", DueTime(f.ns, f.now.Load(), t1))
+	f.rollDue(t1 + f.delay + 1)
+	f.checkCount(t, "c", 7)
+	f.checkReads(t, 1, 0)
+}

@@ -102,9 +102,20 @@ func (p *Pipeline) Len() int { return int(p.queued.Load()) }
 //
 // After the rollup, the queue looks for the counter's events after the window end only when a
 // hint was about a later event. Events that no hint names are left to the sweep.
+//
+// A Hint carries no event, so the counter's queue entry stops holding events (see HintEvent)
+// and its rollups read the events from the store until the entry ends.
 func (p *Pipeline) Hint(counter string, due int64) bool {
+	return p.hint(counter, due, due-int64(p.roller.ns.WindowDelay()), change{kind: dropHeld})
+}
+
+// HintAgain is Hint for events whose hints came through HintEvent when they were written, or
+// that HintsLost or Recover accounts for, such as the events that a read finds after a
+// counter's checkpoint. It leaves the events that the counter's entry holds as they are.
+func (p *Pipeline) HintAgain(counter string, due int64) bool {
 	return p.hint(counter, due, due-int64(p.roller.ns.WindowDelay()), change{})
 }
+
 
 // HintEvent is Hint for an event that this process has just written. A pipeline that trusts
 // its hints keeps the event's time, kind and delta with the counter, and its rollup then folds

@@ -204,14 +204,16 @@ func (s *Service) HintLocal(namespace, counter string, due int64) (bool, error) 
 	return ns.pipeline.Hint(counter, due), nil
 }
 
-// hint requests a rollup of key, through the Hinter or this process's queue.
+// hint requests a rollup of key for events that a read found after its checkpoint, through the
+// Hinter or this process's queue.
 func (s *Service) hint(ns *namespace, key store.Key, due int64) {
 	if s.hinter != nil {
 		s.hinter.Hint(key.Namespace, key.Counter, due)
 		return
 	}
 	if ns.pipeline != nil {
-		ns.pipeline.Hint(key.Counter, due)
+		// Those events were hinted when written, or are lost hints that the pipeline knows of.
+		ns.pipeline.HintAgain(key.Counter, due)
 	}
 }
 
@@ -426,12 +428,13 @@ func (s *Service) hintAppended(p prepared, appended store.AppendResult) {
 		return
 	}
 	due := rollup.DueTime(p.ns.cfg, s.clock(), p.event.Time)
-	if s.hinter == nil && p.ns.pipeline != nil {
+	switch {
+	case s.hinter != nil:
+		s.hinter.Hint(p.event.Key.Namespace, p.event.Key.Counter, due)
+	case p.ns.pipeline != nil:
 		// The queue may keep the event, so that its rollup need not read it back.
 		p.ns.pipeline.HintEvent(p.event.Key.Counter, due, p.event)
-		return
 	}
-	s.hint(p.ns, p.event.Key, due)
 }
 
 // hintsLost records, before the write's hold ends, that the event of a failed append has no
