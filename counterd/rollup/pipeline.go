@@ -39,12 +39,10 @@ type Pipeline struct {
 
 	// trustHints lets the sweep skip counters whose hinted rollups are done; see TrustHints.
 	trustHints atomic.Bool
-	// lostUpTo is the latest event time that may lack a hint.
-	lostUpTo atomic.Int64
-	// heldLostUpTo is the latest event time that may lack a hint, leaving out the events of
-	// the counters that Recover queued; recovered is set once Recover has queued them.
-	heldLostUpTo atomic.Int64
-	recovered    atomic.Bool
+	// lostUpTo is the latest event time that may lack a hint, leaving out the events of the
+	// counters that Recover queued. recovered is set once Recover has queued them.
+	lostUpTo  atomic.Int64
+	recovered atomic.Bool
 	// held is the number of events held by the queue entries; see held.go.
 	held atomic.Int64
 }
@@ -116,7 +114,6 @@ func (p *Pipeline) HintAgain(counter string, due int64) bool {
 	return p.hint(counter, due, due-int64(p.roller.ns.WindowDelay()), change{})
 }
 
-
 // HintEvent is Hint for an event that this process has just written. A pipeline that trusts
 // its hints keeps the event's time, kind and delta with the counter, and its rollup then folds
 // the events it holds without reading them back from the store.
@@ -130,17 +127,16 @@ func (p *Pipeline) HintEvent(counter string, due int64, e store.Event) bool {
 // hinted rollups have folded its events of those slices, so the sweep need not fold them
 // again. Call it only when every event of the namespace is written by this process, which
 // hints each event before the write's hold ends, as a standalone server with the embedded
-// store does. Events accepted up to the call may lack a hint, because a previous process may
-// have written them.
+// store does. The queues' rollups then also fold the events that HintEvent hands them (see
+// held.go).
 //
-// The queues' rollups then also fold the events that HintEvent hands them (see held.go). When
-// Recover has run before, the counters it queued hold no events, and those of every other
-// counter are complete from the call on.
+// Events accepted up to the call may lack a hint, because a previous process may have written
+// them, unless Recover ran before: it queues every counter written since the sweep marks, so
+// the sweep folds those counters until their rollups have caught up, and their entries hold no
+// events.
 func (p *Pipeline) TrustHints() {
-	t := p.roller.clock() + int64(p.roller.ns.MaxClockSkew.Duration)
-	storeMax(&p.lostUpTo, t)
 	if !p.recovered.Load() {
-		storeMax(&p.heldLostUpTo, t)
+		p.HintsLost()
 	}
 	p.trustHints.Store(true)
 }
@@ -153,15 +149,9 @@ func (p *Pipeline) HintsLost() {
 
 // noteLost records that events up to time t may lack a hint.
 func (p *Pipeline) noteLost(t int64) {
-	storeMax(&p.lostUpTo, t)
-	storeMax(&p.heldLostUpTo, t)
-}
-
-// storeMax sets v to t when t is larger.
-func storeMax(v *atomic.Int64, t int64) {
 	for {
-		prev := v.Load()
-		if prev >= t || v.CompareAndSwap(prev, t) {
+		prev := p.lostUpTo.Load()
+		if prev >= t || p.lostUpTo.CompareAndSwap(prev, t) {
 			return
 		}
 	}
@@ -427,7 +417,7 @@ func (p *Pipeline) process(t taken) {
 	}
 	rolled, err := p.roller.rollupBatch(ctx, t.counters, rollupOptions{
 		trigger: "queue", pending: true, bounds: t.bounds,
-		end: t.end, fixedEnd: true, held: held, lostUpTo: p.heldLostUpTo.Load(),
+		end: t.end, fixedEnd: true, held: held, lostUpTo: p.lostUpTo.Load(),
 	})
 	now := p.roller.clock()
 	if err != nil {

@@ -145,3 +145,24 @@ func TestSweepFoldsAfterStop(t *testing.T) {
 	}
 	f.checkSweep(t, counting, 1, "c", 4)
 }
+
+// When Recover has queued the counters written since the sweep marks before TrustHints, every
+// event of the slices at the start has a hint or a queued counter, so the sweep also trusts the
+// finished hinted rollups there, and a counter written by a previous process still gets its count.
+func TestSweepTrustsStartAfterRecover(t *testing.T) {
+	f, counting := newCountingFixture(t)
+	f.now.Store(trustedSlice)
+	f.write(t, trustedSlice+1, 3, "old") // written by a previous process, without a hint
+	if n, err := f.pipe.Recover(context.Background()); err != nil || n != 1 {
+		t.Fatalf("Recover queued %d counters (error %v), want 1", n, err)
+	}
+	f.pipe.TrustHints()
+	// The queues start once the window has passed the old event.
+	f.now.Store(trustedSlice + 1 + int64(f.ns.WindowDelay()))
+	f.pipe.Start()
+	t.Cleanup(func() { _ = f.pipe.Stop(context.Background()) })
+	f.waitForCount(t, "old", 3)
+
+	f.hintAndRoll(t, "new", trustedSlice+2, 4, 4)
+	f.checkSweep(t, counting, 0, "old", 3)
+}

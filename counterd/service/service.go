@@ -142,7 +142,7 @@ func (s *Service) Start(ctx context.Context) error {
 			s.logger.Info("Queued recently written counters for rollup", "namespace", ns.cfg.Name, "counters", n)
 		}
 		// After Recover, so that only the counters it queued wait for their events from
-		// before the start to pass the window before their rollups fold held events.
+		// before the start to pass the window, and not every counter of the first slices.
 		if s.soleWriter && s.hinter == nil {
 			ns.pipeline.TrustHints()
 		}
