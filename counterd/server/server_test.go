@@ -294,3 +294,69 @@ func TestRestartKeepsCounts(t *testing.T) {
 		}
 	}
 }
+
+// A standalone server on its own embedded store folds the events that its hints carry. Its
+// counters converge to the sum of their adds after their last clear, with retries counted
+// once, as they do when the rollups read the events from the store.
+func TestStandaloneFoldsHeldEvents(t *testing.T) {
+	srv := startServer(t, fastNamespaces, t.TempDir())
+	defer srv.Close()
+	client := grpcClient(srv)
+	ctx := context.Background()
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	want := map[string]int64{}
+	var sent []*connect.Request[counterv1.AddCountRequest]
+	for i := range 1500 {
+		counter := fmt.Sprintf("c%d", rng.IntN(40))
+		switch r := rng.IntN(100); {
+		case r < 4:
+			req := connect.NewRequest(&counterv1.ClearCountRequest{
+				Namespace: "ec", CounterName: counter,
+				IdempotencyToken: &counterv1.IdempotencyToken{Token: fmt.Sprint("clear-", i), GenerationTime: timestamppb.Now()},
+			})
+			if _, err := client.ClearCount(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			want[counter] = 0
+		case r < 14 && len(sent) > 0:
+			// A retry of an earlier add, with its token and generation time, counts once.
+			if _, err := client.AddCount(ctx, sent[rng.IntN(len(sent))]); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			delta := rng.Int64N(21) - 10
+			req := addReq("ec", counter, delta, fmt.Sprint("add-", i))
+			if _, err := client.AddCount(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+			sent = append(sent, req)
+			want[counter] += delta
+		}
+	}
+
+	converged := func() bool {
+		for counter, w := range want {
+			if getCount(t, client, "ec", counter) != w {
+				return false
+			}
+		}
+		return true
+	}
+	if !eventually(t, converged) {
+		for counter, w := range want {
+			if got := getCount(t, client, "ec", counter); got != w {
+				t.Errorf("%s = %d, want %d", counter, got, w)
+			}
+		}
+	}
+	resp, err := http.Get("http://" + srv.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if bytes.Contains(body, []byte(`counterd_rollup_held_folds_total{namespace="ec"} 0`)) || !bytes.Contains(body, []byte(`counterd_rollup_held_folds_total{namespace="ec"}`)) {
+		t.Errorf("no rollup of namespace ec folded held events")
+	}
+}
