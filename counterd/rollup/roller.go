@@ -239,13 +239,7 @@ func (r *Roller) readCheckpoint(ctx context.Context, reads batchReads, key store
 	if cp, found, err := r.cache.GetCheckpoint(ctx, key); err == nil && found {
 		return cp, nil
 	}
-	if reads.batch != nil {
-		return reads.batch.ReadCheckpointOnly(ctx, key)
-	}
-	if reader, ok := r.store.(checkpointOnlyReader); ok {
-		return reader.ReadCheckpointOnly(ctx, key)
-	}
-	return r.store.ReadCheckpoint(ctx, key)
+	return r.storedCheckpoint(ctx, reads, key)
 }
 
 // startCheckpoint returns the checkpoint that the rollup of key starts from. For a counter whose
@@ -261,6 +255,12 @@ func (r *Roller) startCheckpoint(ctx context.Context, reads batchReads, key stor
 			return cp, nil
 		}
 	}
+	return r.storedCheckpoint(ctx, reads, key)
+}
+
+// storedCheckpoint reads the checkpoint of key from the store, through the batch's reader when
+// there is one.
+func (r *Roller) storedCheckpoint(ctx context.Context, reads batchReads, key store.Key) (store.Checkpoint, error) {
 	if reads.batch != nil {
 		return reads.batch.ReadCheckpointOnly(ctx, key)
 	}
