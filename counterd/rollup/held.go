@@ -14,16 +14,18 @@ import (
 // those instead of reading the counter's events back from the store. The entry's base is the
 // checkpoint time after which the held events are complete:
 //
-//	every event of the counter that has a hint and a time after base is held by the entry.
+//	every event of the counter that was hinted and has a time after base is held by the entry.
 //
 // A counter that is neither queued nor being rolled up has had every hinted event folded into
 // its stored checkpoint, so a new entry's base is that checkpoint, read from the store at the
 // rollup (unknownBase). A rollup hands the held events after its checkpoint to the counter's
-// next entry, with that checkpoint's time as the base. Events without a hint lie at or before
-// the pipeline's lostUpTo, so a fold from held events also needs a checkpoint at or after it.
+// next entry, with that checkpoint's time as the base. A hint that stands for events that are
+// not held, such as one through Hint, makes the entry give up its events. Events without a
+// hint lie at or before the pipeline's lostUpTo, or belong to counters that Recover queued
+// without held events, so a fold from held events also needs a checkpoint at or after lostUpTo.
 //
 // The events of one counter stay in memory from their write until the window passes them,
-// about the window delay. maxHeldPerCounter and maxHeld bound what that can cost; a counter
+// about the window delay. maxHeldPerCounter and maxHeld bound what that can cost. A counter
 // whose events no longer fit is folded from the store until its queue entries end.
 
 // heldEvent is the part of an event that a fold reads.
