@@ -150,11 +150,17 @@ func (f *heldFixture) rollDue(now int64) {
 			if len(taken.counters) == 0 {
 				break
 			}
-			f.pipe.addQueued(-int64(len(taken.counters)))
-			f.pipe.process(taken)
-			q.finish(taken.counters)
+			f.pipe.rollTaken(q, taken)
 		}
 	}
+}
+
+// addAndRoll writes an add of delta to counter at time at, with a hint that carries it, and
+// rolls up the counters due once the window has passed it.
+func (f *heldFixture) addAndRoll(t *testing.T, counter string, at, delta int64) {
+	t.Helper()
+	f.write(t, counter, at, store.KindAdd, delta, true)
+	f.rollDue(at + f.delay + 1)
 }
 
 func (f *heldFixture) checkCount(t *testing.T, counter string, want int64) {
@@ -186,9 +192,7 @@ func (f *heldFixture) checkReads(t *testing.T, scans, lookups int64) {
 func TestHeldRollupsReadNoEvents(t *testing.T) {
 	f := newHeldFixture(t)
 
-	t0 := f.after(0)
-	f.write(t, "c", t0, store.KindAdd, 4, true)
-	f.rollDue(t0 + f.delay + 1)
+	f.addAndRoll(t, "c", f.after(0), 4)
 	f.checkCount(t, "c", 4)
 	f.checkReads(t, 1, 0)
 
@@ -220,9 +224,7 @@ func TestHeldRollupsReadNoEvents(t *testing.T) {
 // is not held, so the rollups read the store until their checkpoint passes it.
 func TestHeldFoldAfterLostHint(t *testing.T) {
 	f := newHeldFixture(t)
-	t0 := f.after(0)
-	f.write(t, "c", t0, store.KindAdd, 4, true)
-	f.rollDue(t0 + f.delay + 1)
+	f.addAndRoll(t, "c", f.after(0), 4)
 	f.checkReads(t, 1, 0)
 
 	t1 := f.after(10 * time.Second)
@@ -239,9 +241,7 @@ func TestHeldFoldAfterLostHint(t *testing.T) {
 // does not fold them onto a cached checkpoint older than that base.
 func TestHeldFoldSkipsStaleCache(t *testing.T) {
 	f := newHeldFixture(t)
-	t0 := f.after(0)
-	f.write(t, "c", t0, store.KindAdd, 1, true)
-	f.rollDue(t0 + f.delay + 1)
+	f.addAndRoll(t, "c", f.after(0), 1)
 	f.checkReads(t, 1, 0)
 	key := store.Key{Namespace: "ns", Counter: "c"}
 	stale, _, _ := f.cache.GetCheckpoint(context.Background(), key)
@@ -269,9 +269,7 @@ func TestHeldFoldSkipsStaleCache(t *testing.T) {
 // window read later. The held fold ends at the former, so that event is folded by the next one.
 func TestEventHintedDuringHeldRollup(t *testing.T) {
 	f := newHeldFixture(t)
-	t0 := f.after(0)
-	f.write(t, "c", t0, store.KindAdd, 1, true)
-	f.rollDue(t0 + f.delay + 1)
+	f.addAndRoll(t, "c", f.after(0), 1)
 
 	t1 := f.after(10 * time.Second)
 	f.write(t, "c", t1, store.KindAdd, 2, true)
@@ -288,9 +286,7 @@ func TestEventHintedDuringHeldRollup(t *testing.T) {
 	f.write(t, "c", late, store.KindAdd, 4, true)
 	// The rollup reads the clock 500 ms later, when the window has passed that event.
 	f.now.Store(takenAt + int64(500*time.Millisecond))
-	f.pipe.addQueued(-1)
-	f.pipe.process(taken)
-	q.finish(taken.counters)
+	f.pipe.rollTaken(q, taken)
 	f.checkCount(t, "c", 3)
 
 	f.rollDue(late + f.delay + int64(time.Second))
@@ -306,9 +302,7 @@ func TestHeldEventsBeyondTheLimit(t *testing.T) {
 	t.Cleanup(func() { maxHeldPerCounter = prev })
 
 	f := newHeldFixture(t)
-	t0 := f.after(0)
-	f.write(t, "c", t0, store.KindAdd, 1, true)
-	f.rollDue(t0 + f.delay + 1)
+	f.addAndRoll(t, "c", f.after(0), 1)
 	f.checkReads(t, 1, 0)
 
 	t1 := f.after(10 * time.Second)
@@ -358,9 +352,7 @@ func TestPlainHintFoldsFromStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.pipe.TrustHints()
-	t0 := f.after(0)
-	f.write(t, "c", t0, store.KindAdd, 4, true)
-	f.rollDue(t0 + f.delay + 1)
+	f.addAndRoll(t, "c", f.after(0), 4)
 	f.checkCount(t, "c", 4)
 
 	t1 := f.after(10 * time.Second)

@@ -43,7 +43,7 @@ type Pipeline struct {
 	// counters that Recover queued. recovered is set once Recover has queued them.
 	lostUpTo  atomic.Int64
 	recovered atomic.Bool
-	// held is the number of events held by the queue entries; see held.go.
+	// held is the number of events held by the queue entries (see held.go).
 	held atomic.Int64
 }
 
@@ -63,7 +63,8 @@ type entry struct {
 	// bound is the latest event time that the counter's hints are about, or unknownBound when
 	// a hint gave none.
 	bound int64
-	// held is set while events holds every hinted event of the counter after base; see held.go.
+	// held is set while events contains every hinted event of the counter after base (see
+	// held.go).
 	held     bool
 	events   []heldEvent
 	unsorted bool // whether events may be out of time order
@@ -131,9 +132,9 @@ func (p *Pipeline) HintEvent(counter string, due int64, e store.Event) bool {
 // held.go).
 //
 // Events accepted up to the call may lack a hint, because a previous process may have written
-// them, unless Recover ran before: it queues every counter written since the sweep marks, so
-// the sweep folds those counters until their rollups have caught up, and their entries hold no
-// events.
+// them. When Recover ran before, that is not so: it queued every counter written since the
+// sweep marks, so the sweep folds those counters until their rollups have caught up, and their
+// entries hold no events.
 func (p *Pipeline) TrustHints() {
 	if !p.recovered.Load() {
 		p.HintsLost()
@@ -312,9 +313,7 @@ func (p *Pipeline) run(q *queue) {
 		now := p.roller.clock()
 		taken, next := q.popDue(now, batchSize, p.windowEnd)
 		if len(taken.counters) > 0 {
-			p.addQueued(-int64(len(taken.counters)))
-			p.process(taken)
-			q.finish(taken.counters)
+			p.rollTaken(q, taken)
 			continue
 		}
 
@@ -398,6 +397,13 @@ func (q *queue) finish(batch []string) {
 	q.mu.Unlock()
 }
 
+// rollTaken rolls up a batch taken from q and marks its counters finished.
+func (p *Pipeline) rollTaken(q *queue, t taken) {
+	p.addQueued(-int64(len(t.counters)))
+	p.process(t)
+	q.finish(t.counters)
+}
+
 // windowEnd returns the window end of a rollup that starts now.
 func (p *Pipeline) windowEnd() int64 {
 	return WindowEnd(p.roller.ns, p.roller.clock(), p.roller.holds)
@@ -408,16 +414,14 @@ func (p *Pipeline) windowEnd() int64 {
 // an event.
 func (p *Pipeline) process(t taken) {
 	ctx := context.Background()
-	var held []*heldRollup
 	for _, h := range t.held {
 		if h != nil {
 			p.held.Add(-int64(len(h.events)))
-			held = t.held
 		}
 	}
 	rolled, err := p.roller.rollupBatch(ctx, t.counters, rollupOptions{
 		trigger: "queue", pending: true, bounds: t.bounds,
-		end: t.end, fixedEnd: true, held: held, lostUpTo: p.lostUpTo.Load(),
+		end: t.end, fixedEnd: true, held: t.held, lostUpTo: p.lostUpTo.Load(),
 	})
 	now := p.roller.clock()
 	if err != nil {

@@ -217,26 +217,21 @@ counterd_rollup_held_folds_total{namespace="a"} 4.5e+06
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Queued != 65200 {
-		t.Errorf("Queued = %v, want 65200", st.Queued)
-	}
-	if st.HintsDropped != 3.5e6 {
-		t.Errorf("HintsDropped = %v, want 3.5e6", st.HintsDropped)
-	}
-	if st.SweepLag != 18.110150323 {
-		t.Errorf("SweepLag = %v, want 18.110150323", st.SweepLag)
-	}
-	if st.QueueRollups != 4727307 {
-		t.Errorf("QueueRollups = %v, want 4727307", st.QueueRollups)
-	}
-	if st.SweepRollups != 131660 {
-		t.Errorf("SweepRollups = %v, want 131660", st.SweepRollups)
-	}
-	if st.SweepTrusted != 15276019 {
-		t.Errorf("SweepTrusted = %v, want 15276019", st.SweepTrusted)
-	}
-	if st.HeldFolds != 4.5e6 {
-		t.Errorf("HeldFolds = %v, want 4.5e6", st.HeldFolds)
+	for _, c := range []struct {
+		field     string
+		got, want float64
+	}{
+		{"Queued", st.Queued, 65200},
+		{"HintsDropped", st.HintsDropped, 3.5e6},
+		{"SweepLag", st.SweepLag, 18.110150323},
+		{"QueueRollups", st.QueueRollups, 4727307},
+		{"SweepRollups", st.SweepRollups, 131660},
+		{"SweepTrusted", st.SweepTrusted, 15276019},
+		{"HeldFolds", st.HeldFolds, 4.5e6},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
+		}
 	}
 }
 
