@@ -141,7 +141,7 @@ func appendHeld(e *entry, events ...heldEvent) {
 	e.events = append(e.events, events...)
 }
 
-// apply makes c's change to e, a queued entry; fresh is set when the hint created it.
+// apply makes c's change to e, a queued entry. fresh is set when the hint created e.
 func (p *Pipeline) apply(e *entry, fresh bool, c change) {
 	if fresh {
 		e.held = p.trustHints.Load()

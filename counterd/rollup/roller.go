@@ -243,9 +243,9 @@ func (r *Roller) readCheckpoint(ctx context.Context, reads batchReads, key store
 }
 
 // startCheckpoint returns the checkpoint that the rollup of key starts from. For a counter whose
-// entry held its events (h not nil) it is one at or after the entry's base when possible: the
-// cached one only when the base is known and the cached one reaches it, because a cache may
-// lag behind the store, and else the stored one.
+// entry held its events (h not nil), it returns the cached checkpoint only when the entry's
+// base is known and the cached checkpoint reaches it, because a cache may lag behind the
+// store. Otherwise it returns the stored checkpoint.
 func (r *Roller) startCheckpoint(ctx context.Context, reads batchReads, key store.Key, h *heldRollup) (store.Checkpoint, error) {
 	if h == nil {
 		return r.readCheckpoint(ctx, reads, key)

@@ -147,8 +147,9 @@ func TestSweepFoldsAfterStop(t *testing.T) {
 }
 
 // When Recover has queued the counters written since the sweep marks before TrustHints, every
-// event of the slices at the start has a hint or a queued counter, so the sweep also trusts the
-// finished hinted rollups there, and a counter written by a previous process still gets its count.
+// event of the slices at the start has a hint or a queued counter. So the sweep also trusts the
+// finished hinted rollups there, and a counter written by a previous process still gets its
+// count.
 func TestSweepTrustsStartAfterRecover(t *testing.T) {
 	f, counting := newCountingFixture(t)
 	f.now.Store(trustedSlice)

@@ -212,7 +212,8 @@ func (s *Service) hint(ns *namespace, key store.Key, due int64) {
 		return
 	}
 	if ns.pipeline != nil {
-		// Those events were hinted when written, or are lost hints that the pipeline knows of.
+		// Those events were hinted when written, or their lost hints are recorded by the
+		// pipeline.
 		ns.pipeline.HintAgain(key.Counter, due)
 	}
 }
