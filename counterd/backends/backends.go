@@ -23,7 +23,7 @@ func OpenStore(cfg *config.Config, logger *slog.Logger) (store.Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	opts := store.Options{Namespaces: cfg.Namespaces}
+	opts := store.Options{Namespaces: cfg.Namespaces, BlockCacheBytes: int64(cfg.Store.Embedded.BlockCacheMiB) << 20}
 	switch cfg.Store.Type {
 	case config.StoreEmbedded:
 		return pebblestore.Open(cfg.DataDir, opts, logger)

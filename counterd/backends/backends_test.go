@@ -252,6 +252,27 @@ func TestFlagsApplyValidates(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "store.cassandra.hosts") {
 		t.Errorf("Apply of --store cassandra without hosts = %v, want an error naming store.cassandra.hosts", err)
 	}
+	f = Flags{BlockCacheMiB: -1}
+	err = f.Apply(defaultConfig(t))
+	if err == nil || !strings.Contains(err.Error(), "store.embedded.blockCacheMiB") {
+		t.Errorf("Apply of --block-cache-mib -1 = %v, want an error naming store.embedded.blockCacheMiB", err)
+	}
+}
+
+func TestFlagSetsBlockCache(t *testing.T) {
+	var f Flags
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	f.Register(fs)
+	if err := fs.Parse([]string{"--block-cache-mib", "512"}); err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	cfg := defaultConfig(t)
+	if err := f.Apply(cfg); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if cfg.Store.Embedded.BlockCacheMiB != 512 {
+		t.Errorf("block cache = %d MiB, want 512", cfg.Store.Embedded.BlockCacheMiB)
+	}
 }
 
 func TestParseReplicationRejectsBadPairs(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 // come from a file or the environment.
 type Flags struct {
 	Store                     string
+	BlockCacheMiB             int
 	CassandraHosts            string
 	CassandraPort             int
 	CassandraLocalDatacenter  string
@@ -32,6 +33,7 @@ type Flags struct {
 // Register defines the flags on fs.
 func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.Store, "store", "", `store backend: "embedded" (Pebble in --data-dir, the default) or "cassandra"`)
+	fs.IntVar(&f.BlockCacheMiB, "block-cache-mib", 0, fmt.Sprintf("size of the embedded store's block cache in MiB (default %d)", config.DefaultBlockCacheMiB))
 	fs.StringVar(&f.CassandraHosts, "cassandra-hosts", "", "comma-separated Cassandra contact points, host or host:port")
 	fs.IntVar(&f.CassandraPort, "cassandra-port", 0, fmt.Sprintf("port of contact points given without one (default %d)", config.DefaultCassandraPort))
 	fs.StringVar(&f.CassandraLocalDatacenter, "cassandra-local-dc", "", "Cassandra datacenter to route queries to; empty routes to any")
@@ -48,6 +50,9 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 // Apply copies the flags that were set into cfg, then fills defaults and validates cfg again.
 func (f *Flags) Apply(cfg *config.Config) error {
 	setString(&cfg.Store.Type, f.Store)
+	if f.BlockCacheMiB != 0 {
+		cfg.Store.Embedded.BlockCacheMiB = f.BlockCacheMiB
+	}
 	c := &cfg.Store.Cassandra
 	if f.CassandraHosts != "" {
 		c.Hosts = splitList(f.CassandraHosts)

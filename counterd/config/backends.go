@@ -35,13 +35,26 @@ const (
 	DefaultConnectTimeout       = 5 * time.Second
 	DefaultMemcachedTTL         = time.Hour
 	DefaultMemcachedTimeout     = 200 * time.Millisecond
+	DefaultBlockCacheMiB        = 128
+	maxBlockCacheMiB            = 1 << 20
 )
 
 // Store selects and configures the storage backend.
 type Store struct {
 	// Type is "embedded" (Pebble in dataDir, the default) or "cassandra".
 	Type      string    `json:"type,omitempty"`
+	Embedded  Embedded  `json:"embedded,omitempty"`
 	Cassandra Cassandra `json:"cassandra,omitempty"`
+}
+
+// Embedded configures the embedded Pebble store.
+type Embedded struct {
+	// BlockCacheMiB sizes Pebble's block cache, in MiB, and zero means DefaultBlockCacheMiB.
+	// It holds the index, Bloom filter and data blocks that token lookups and rollups read, and
+	// it counts in the resident memory. A build with cgo allocates it outside the Go heap. A
+	// build without cgo, such as the container image, allocates it in the Go heap, where the
+	// garbage collector's target grows with it.
+	BlockCacheMiB int `json:"blockCacheMiB,omitempty"`
 }
 
 // Cassandra configures the Cassandra store. Credentials never appear in logs.
@@ -93,6 +106,9 @@ func (s *Store) SetDefaults() {
 	if s.Type == "" {
 		s.Type = StoreEmbedded
 	}
+	if s.Embedded.BlockCacheMiB == 0 {
+		s.Embedded.BlockCacheMiB = DefaultBlockCacheMiB
+	}
 	c := &s.Cassandra
 	if c.Port == 0 {
 		c.Port = DefaultCassandraPort
@@ -123,6 +139,9 @@ func (s *Store) validate(field string) []error {
 	var errs []error
 	switch s.Type {
 	case StoreEmbedded:
+		if mib := s.Embedded.BlockCacheMiB; mib < 1 || mib > maxBlockCacheMiB {
+			return []error{fmt.Errorf("%s.embedded.blockCacheMiB: %d is out of range; use 1 to %d, or 0 for the default of %d", field, mib, maxBlockCacheMiB, DefaultBlockCacheMiB)}
+		}
 		return nil
 	case StoreCassandra:
 	default:

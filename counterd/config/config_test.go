@@ -24,6 +24,9 @@ func TestDefaultConfig(t *testing.T) {
 	if cfg.Store.Type != StoreEmbedded || cfg.Cache.Type != CacheMemory {
 		t.Fatalf("store %q cache %q, want embedded and memory", cfg.Store.Type, cfg.Cache.Type)
 	}
+	if cfg.Store.Embedded.BlockCacheMiB != DefaultBlockCacheMiB {
+		t.Fatalf("block cache %d MiB, want %d", cfg.Store.Embedded.BlockCacheMiB, DefaultBlockCacheMiB)
+	}
 }
 
 func TestParseFullNamespace(t *testing.T) {
@@ -76,6 +79,7 @@ func TestInvalidConfigNamesTheField(t *testing.T) {
 		{"batch size", "namespaces:\n  - name: a\n    rollup:\n      batchSize: 100000\n", "namespaces[0].rollup.batchSize"},
 		{"negative skew", "namespaces:\n  - name: a\n    maxClockSkew: -1s\n", "namespaces[0].maxClockSkew"},
 		{"store type", "store:\n  type: redis\n", "store.type"},
+		{"block cache", "store:\n  embedded:\n    blockCacheMiB: -64\n", "store.embedded.blockCacheMiB: -64 is out of range; use 1 to"},
 		{"cassandra hosts", "store:\n  type: cassandra\n", "store.cassandra.hosts"},
 		{"consistency", "store:\n  type: cassandra\n  cassandra:\n    hosts: [h]\n    readConsistency: MOST\n", "store.cassandra.readConsistency"},
 		{"cache type", "cache:\n  type: redis\n", "cache.type"},

@@ -280,6 +280,12 @@ func (s *Server) registerStoreMetrics() {
 		counter("counterd_checkpoints_written_total", "Checkpoints written to the rollup store.", stats.CheckpointsWritten.Load),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "counterd_store_disk_bytes", Help: "Bytes of the embedded store's files."},
 			func() float64 { return float64(ps.DiskUsage()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "counterd_store_block_cache_bytes", Help: "Bytes held by the embedded store's block cache."},
+			func() float64 { return float64(ps.BlockCache().Bytes) }),
+		counter("counterd_store_block_cache_hits_total", "Block reads of the embedded store served by its block cache.",
+			func() uint64 { return uint64(ps.BlockCache().Hits) }),
+		counter("counterd_store_block_cache_misses_total", "Block reads of the embedded store that missed its block cache and read the file.",
+			func() uint64 { return uint64(ps.BlockCache().Misses) }),
 	)
 }
 

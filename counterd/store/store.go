@@ -190,6 +190,9 @@ type Store interface {
 // Options configure a store for the namespaces it serves.
 type Options struct {
 	Namespaces []config.Namespace
+	// BlockCacheBytes sizes the embedded store's block cache, and zero means its default.
+	// Other stores ignore it.
+	BlockCacheBytes int64
 }
 
 // BucketStart returns the start of the time bucket of width that contains t, all in Unix

@@ -212,6 +212,8 @@ counterd_rollups_total{namespace="a",trigger="sweep"} 131659
 counterd_rollups_total{namespace="b b",trigger="sweep"} 1
 counterd_sweep_trusted_total{namespace="a"} 1.5276019e+07
 counterd_rollup_held_folds_total{namespace="a"} 4.5e+06
+counterd_store_block_cache_hits_total 9.5e+07
+counterd_store_block_cache_misses_total 5e+06
 `
 	st, err := parseRollupState(strings.NewReader(text))
 	if err != nil {
@@ -228,6 +230,8 @@ counterd_rollup_held_folds_total{namespace="a"} 4.5e+06
 		{"SweepRollups", st.SweepRollups, 131660},
 		{"SweepTrusted", st.SweepTrusted, 15276019},
 		{"HeldFolds", st.HeldFolds, 4.5e6},
+		{"BlockCacheHits", st.BlockCacheHits, 9.5e7},
+		{"BlockCacheMisses", st.BlockCacheMisses, 5e6},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)

@@ -123,7 +123,8 @@ func compactStore(ctx context.Context, dir string) ([]pebblestore.TableUsage, er
 	return usage, nil
 }
 
-// rollupState is counterd's rollup backlog, read from its metrics.
+// rollupState is counterd's rollup backlog, and the hits of its store's block cache, read from
+// its metrics.
 type rollupState struct {
 	// HintsDropped counts the rollup hints dropped because the queues were full. The sweep
 	// still rolls those counters up, later.
@@ -140,6 +141,9 @@ type rollupState struct {
 	// HeldFolds counts the queued rollups that folded the events their hints carried, without
 	// reading them from the store.
 	HeldFolds float64
+	// BlockCacheHits and BlockCacheMisses count the block reads of the embedded store that
+	// its block cache served and missed.
+	BlockCacheHits, BlockCacheMisses float64
 }
 
 // readRollupState reads counterd's rollup metrics from its /metrics endpoint at addr.
@@ -183,6 +187,9 @@ func parseRollupState(r io.Reader) (rollupState, error) {
 		SweepRollups: sumWhere("counterd_rollups_total", "trigger", "sweep"),
 		SweepTrusted: sum("counterd_sweep_trusted_total"),
 		HeldFolds:    sum("counterd_rollup_held_folds_total"),
+
+		BlockCacheHits:   sum("counterd_store_block_cache_hits_total"),
+		BlockCacheMisses: sum("counterd_store_block_cache_misses_total"),
 	}, nil
 }
 

@@ -70,6 +70,10 @@ func (r *report) writeScale(b *strings.Builder, outPath string) {
 	if s.Backlog != nil {
 		fmt.Fprintf(b, "- rollup backlog at the end of the load, from counterd's metrics: %.0f hints dropped because the queues were full, %.0f counters queued, sweep %.1f s behind; counters rolled up during the load: %.0f by the queues (%.0f of them from the events their hints carried) and %.0f by the sweep, which left %.0f to their finished hinted rollups\n",
 			s.Backlog.HintsDropped, s.Backlog.Queued, s.Backlog.SweepLag, s.Backlog.QueueRollups, s.Backlog.HeldFolds, s.Backlog.SweepRollups, s.Backlog.SweepTrusted)
+		if reads := s.Backlog.BlockCacheHits + s.Backlog.BlockCacheMisses; reads > 0 {
+			fmt.Fprintf(b, "- block cache of the embedded store during the load, from counterd's metrics: %.1f%% of %.0f block reads hit\n",
+				100*s.Backlog.BlockCacheHits/reads, reads)
+		}
 	}
 	fmt.Fprintf(b, "- check of %d counters sampled uniformly among those with an acknowledged add: %d mismatches after the load (waited %s for convergence), %d after the compaction with counterd restarted on the data directory\n",
 		s.Checked, s.Mismatches, s.Waited.Round(100*time.Millisecond), s.MismatchesAfterRestart)

@@ -271,3 +271,73 @@ func TestCancelledExpireKeepsBucket(t *testing.T) {
 		t.Fatalf("%d events after Expire, want 0", n)
 	}
 }
+
+// TestBlockCacheBytesBoundsTheCache checks that Options.BlockCacheBytes sizes the block cache:
+// after reads of more blocks than a small cache holds, it holds no more than its size and
+// misses far more often than a large one, which holds more.
+func TestBlockCacheBytesBoundsTheCache(t *testing.T) {
+	dir := t.TempDir()
+	s, err := pebblestore.Open(dir, storetest.Options(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const events = 40_000
+	var batch []store.Event
+	for i := range events {
+		batch = append(batch, store.Event{
+			Key:  store.Key{Namespace: storetest.Namespace, Counter: fmt.Sprintf("counter-%06d", i)},
+			Time: time.Now().UnixNano(), Token: fmt.Sprintf("token-%06d-%s", i, strings.Repeat("x", 40)), Kind: store.KindAdd, Delta: 1,
+		})
+		if len(batch) == 1000 || i == events-1 {
+			if _, err := s.Append(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	// Closing flushes the memtable, so the reads below come from sstables.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	const small = 1 << 20
+	var misses []int64
+	for _, size := range []int64{small, 64 << 20} {
+		opts := storetest.Options()
+		opts.BlockCacheBytes = size
+		s, err := pebblestore.Open(dir, opts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range events {
+			key := store.Key{Namespace: storetest.Namespace, Counter: fmt.Sprintf("counter-%06d", i)}
+			if _, found, err := s.LookupToken(ctx, key, fmt.Sprintf("token-%06d-%s", i, strings.Repeat("x", 40))); err != nil || !found {
+				t.Fatalf("LookupToken %d = found %v, %v; want found", i, found, err)
+			}
+		}
+		stats := s.BlockCache()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("block cache of %d bytes: holds %d, %d hits, %d misses", size, stats.Bytes, stats.Hits, stats.Misses)
+		if stats.Misses == 0 {
+			t.Fatalf("block cache of %d bytes: no misses, so the reads did not reach the sstables", size)
+		}
+		if size == small && stats.Bytes > small {
+			t.Errorf("block cache of %d bytes holds %d bytes", size, stats.Bytes)
+		}
+		if size != small && stats.Bytes <= small {
+			t.Errorf("block cache of %d bytes holds %d bytes, no more than the small cache may", size, stats.Bytes)
+		}
+		misses = append(misses, stats.Misses)
+	}
+	if misses[0] < 10*misses[1] {
+		t.Errorf("the small block cache missed %d times and the large one %d times, want the small one to miss at least ten times as often", misses[0], misses[1])
+	}
+	opts := storetest.Options()
+	opts.BlockCacheBytes = -1
+	if _, err := pebblestore.Open(dir, opts, nil); err == nil || !strings.Contains(err.Error(), "block cache size") {
+		t.Errorf("Open with a negative block cache size = %v, want an error about the block cache size", err)
+	}
+}
