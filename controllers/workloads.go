@@ -75,9 +75,8 @@ func rollupDeployment(cn *counterv1alpha1.CounterNamespace, s *reconcileState) *
 	return deployment(cn, rollupName(cn), componentRollup, w.Replicas, template)
 }
 
-// NOTE: counterd's config file has no field for the rollup workers' addresses yet. The
-// gateway is expected to find them through the rollup worker headless Service, whose name
-// is the namespace name followed by "-rollup".
+// gatewayDeployment runs the gateways. They find the rollup workers through the workers'
+// headless Service, which clusterConfig names in the shared config file.
 func gatewayDeployment(cn *counterv1alpha1.CounterNamespace, s *reconcileState) *appsv1.Deployment {
 	g := &cn.Spec.Gateway
 	template := counterdPodTemplate(cn, s, componentGateway, roleGateway, counterdImage(cn, g.Image), g.Resources, emptyDirData())
