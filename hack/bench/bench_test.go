@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -252,5 +253,15 @@ func TestProcFieldFindsTrimmedValue(t *testing.T) {
 	}
 	if _, ok := procField(filepath.Join(t.TempDir(), "missing"), "model name"); ok {
 		t.Error("procField found a field in a missing file")
+	}
+}
+
+func TestParseFlagsSplitsCounterdFlags(t *testing.T) {
+	opts, err := parseFlags([]string{"--counterd-flags", " --block-cache-mib  512 "})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"--block-cache-mib", "512"}; !slices.Equal(opts.serveFlags, want) {
+		t.Errorf("serveFlags = %q, want %q", opts.serveFlags, want)
 	}
 }

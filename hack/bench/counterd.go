@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/counterd/counterd/counterd/client"
@@ -102,8 +103,8 @@ func profilesFor(i int) []profileSpec {
 
 // runCounterd starts counterd, runs each workload through the harness's driver
 // and takes the profiles of profilesFor during the runs.
-func runCounterd(ctx context.Context, sup *supervisor, binary, tmp, artifacts string, loads []workload, rep *report) error {
-	p, addr, _, err := startCounterd(ctx, sup, binary, tmp, "")
+func runCounterd(ctx context.Context, sup *supervisor, binary string, serveFlags []string, tmp, artifacts string, loads []workload, rep *report) error {
+	p, addr, _, err := startCounterd(ctx, sup, binary, serveFlags, tmp, "")
 	if err != nil {
 		return err
 	}
@@ -111,7 +112,7 @@ func runCounterd(ctx context.Context, sup *supervisor, binary, tmp, artifacts st
 	rep.Configs = append(rep.Configs, systemConfig{
 		System: sysCounterd,
 		Lines: []string{
-			"`counterd serve --listen " + addr + " --data-dir TMP --pprof`, no config file: " +
+			"`" + strings.Join(append([]string{"counterd serve --listen", addr, "--data-dir TMP --pprof"}, serveFlags...), " ") + "`, no config file: " +
 				"namespace `default`, EventuallyConsistent, accept limit " + config.DefaultAcceptLimit.String() +
 				", every add synced before it is acknowledged (group commit)",
 		},

@@ -66,6 +66,8 @@ type options struct {
 	// scaleEvents enables the scale run on counterd when positive.
 	scaleEvents   int64
 	scaleCounters int
+	// serveFlags are added to every `counterd serve` command.
+	serveFlags []string
 }
 
 func main() {
@@ -99,6 +101,7 @@ func parseFlags(args []string) (options, error) {
 	skipInstall := fs.Bool("skip-install", false, "do not run apt-get when redis-server or PostgreSQL 15 is missing")
 	scaleEvents := fs.Int64("scale-events", 0, "number of adds of the scale run on counterd alone, after the other runs; 0 skips it")
 	scaleCounters := fs.Int("scale-counters", defaultScaleCounters, "number of counters of the scale run, each add choosing one uniformly")
+	serveFlags := fs.String("counterd-flags", "", `flags added to every "counterd serve" command, separated by spaces, such as "--block-cache-mib 512"`)
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -114,7 +117,8 @@ func parseFlags(args []string) (options, error) {
 	if *scaleCounters <= 0 {
 		return options{}, fmt.Errorf("invalid --scale-counters %d: use a positive number", *scaleCounters)
 	}
-	opts := options{duration: *duration, out: *out, skipInstall: *skipInstall, scaleEvents: *scaleEvents, scaleCounters: *scaleCounters}
+	opts := options{duration: *duration, out: *out, skipInstall: *skipInstall, scaleEvents: *scaleEvents, scaleCounters: *scaleCounters,
+		serveFlags: strings.Fields(*serveFlags)}
 	for _, s := range strings.Split(*only, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -215,7 +219,7 @@ func run(ctx context.Context, opts options, sup *supervisor) error {
 		}
 	}
 	if wants(sysCounterd) {
-		if err := runCounterd(ctx, sup, binary, tmp, artifacts, loads, rep); err != nil {
+		if err := runCounterd(ctx, sup, binary, opts.serveFlags, tmp, artifacts, loads, rep); err != nil {
 			return err
 		}
 	}
@@ -235,7 +239,7 @@ func run(ctx context.Context, opts options, sup *supervisor) error {
 	}
 
 	if opts.scaleEvents > 0 {
-		scale, err := runScale(ctx, sup, binary, tmp, artifacts, opts.scaleEvents, opts.scaleCounters, rep)
+		scale, err := runScale(ctx, sup, binary, opts.serveFlags, tmp, artifacts, opts.scaleEvents, opts.scaleCounters, rep)
 		if err != nil {
 			return fmt.Errorf("scale run: %w", err)
 		}

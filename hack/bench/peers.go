@@ -203,10 +203,10 @@ func buildCounterd(ctx context.Context, root, dir string) (string, error) {
 	return binary, nil
 }
 
-// startCounterd runs `counterd serve` with the default config and Go's profiles served under
-// /debug/pprof/. Its data goes to dataDir, or to a new directory under tmp when dataDir is
-// empty. It returns the address and the data directory.
-func startCounterd(ctx context.Context, sup *supervisor, binary, tmp, dataDir string) (*process, string, string, error) {
+// startCounterd runs `counterd serve` with the default config, Go's profiles served under
+// /debug/pprof/ and serveFlags. Its data goes to dataDir, or to a new directory under tmp when
+// dataDir is empty. It returns the address and the data directory.
+func startCounterd(ctx context.Context, sup *supervisor, binary string, serveFlags []string, tmp, dataDir string) (*process, string, string, error) {
 	dir, err := os.MkdirTemp(tmp, "counterd-")
 	if err != nil {
 		return nil, "", "", err
@@ -219,7 +219,8 @@ func startCounterd(ctx context.Context, sup *supervisor, binary, tmp, dataDir st
 		return nil, "", "", err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	cmd := exec.Command(binary, "serve", "--listen", addr, "--data-dir", dataDir, "--pprof")
+	args := append([]string{"serve", "--listen", addr, "--data-dir", dataDir, "--pprof"}, serveFlags...)
+	cmd := exec.Command(binary, args...)
 	p, err := sup.start("counterd", cmd, filepath.Join(dir, "counterd.log"), syscall.SIGTERM, syscall.SIGQUIT)
 	if err != nil {
 		return nil, "", "", err

@@ -165,8 +165,8 @@ var scaleProfile = profileSpec{Endpoint: "profile", File: "counterd-cpu-scale.pp
 // throughput and resident memory over time, with a CPU profile saved in artifacts and added to
 // rep. It then checks a sample of counters, stops counterd, compacts its data directory, and
 // checks the sample again with counterd restarted.
-func runScale(ctx context.Context, sup *supervisor, binary, tmp, artifacts string, events int64, counters int, rep *report) (*scaleResult, error) {
-	p, addr, dataDir, err := startCounterd(ctx, sup, binary, tmp, "")
+func runScale(ctx context.Context, sup *supervisor, binary string, serveFlags []string, tmp, artifacts string, events int64, counters int, rep *report) (*scaleResult, error) {
+	p, addr, dataDir, err := startCounterd(ctx, sup, binary, serveFlags, tmp, "")
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +276,7 @@ func runScale(ctx context.Context, sup *supervisor, binary, tmp, artifacts strin
 	slog.Info("scale compaction finished", "seconds", res.Compaction.Seconds(),
 		"bytes_before", res.BeforeCompaction.Bytes, "bytes_after", res.AfterCompaction.Bytes)
 
-	restarted, addr, _, err := startCounterd(ctx, sup, binary, tmp, dataDir)
+	restarted, addr, _, err := startCounterd(ctx, sup, binary, serveFlags, tmp, dataDir)
 	if err != nil {
 		return nil, fmt.Errorf("restart counterd on the compacted data directory: %w", err)
 	}
