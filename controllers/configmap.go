@@ -178,7 +178,9 @@ func cacheConfig(cn *counterv1alpha1.CounterNamespace) config.Cache {
 		return config.Cache{Type: config.CacheMemory}
 	}
 	// NOTE: this is the headless Service name, which resolves to every memcached pod. counterd
-	// must resolve all of its addresses, not only the first, to spread keys over the pods.
+	// uses the first address it resolves, so with more than one pod the gateways and the
+	// rollup workers may use different pods, and a gateway may serve a cached checkpoint that
+	// no rollup updates until the memcached TTL ends.
 	cache := config.Cache{
 		Type: config.CacheMemcached,
 		Memcached: config.Memcached{
