@@ -7,24 +7,12 @@ import (
 	"time"
 
 	"github.com/counterd/counterd/counterd/cache"
-	"github.com/counterd/counterd/counterd/config"
 	"github.com/counterd/counterd/counterd/rollup"
 	"github.com/counterd/counterd/counterd/store"
-	"github.com/counterd/counterd/counterd/store/pebblestore"
 )
 
 // benchDelta is the delta of every add that the benchmarks write.
 const benchDelta = 3
-
-func openBenchStore(b *testing.B, ns *config.Namespace) store.Store {
-	b.Helper()
-	st, err := pebblestore.Open(b.TempDir(), store.Options{Namespaces: []config.Namespace{*ns}}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = st.Close() })
-	return st
-}
 
 // appendEvents writes events in sequential calls of at most 4096 events, the most that the
 // embedded store puts in one group commit, so each call ends with one sync.
@@ -47,7 +35,7 @@ func BenchmarkFold(b *testing.B) {
 	ns := benchNamespace()
 	for _, n := range []int{1, 100, 10_000} {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
-			st := openBenchStore(b, ns)
+			st := rollup.OpenTestStore(b, ns)
 			key := store.Key{Namespace: ns.Name, Counter: "c"}
 			events := make([]store.Event, n)
 			for i := range events {
@@ -89,7 +77,7 @@ func BenchmarkFold(b *testing.B) {
 func BenchmarkRollupBatch(b *testing.B) {
 	const eventsPerRound = 4
 	ns := benchNamespace()
-	st := openBenchStore(b, ns)
+	st := rollup.OpenTestStore(b, ns)
 	names := counters(ns.Rollup.BatchSize)
 	round := int64(ns.Rollup.Coalesce.Duration)
 

@@ -12,7 +12,6 @@ import (
 	"github.com/counterd/counterd/counterd/cache"
 	"github.com/counterd/counterd/counterd/config"
 	"github.com/counterd/counterd/counterd/store"
-	"github.com/counterd/counterd/counterd/store/pebblestore"
 )
 
 // sliceLog is an event log of one counter in a slice, which scans newest first and returns the
@@ -108,12 +107,7 @@ func newUntrustedFixture(t *testing.T) *heldFixture {
 	t.Helper()
 	ns := &config.Namespace{Name: "ns"}
 	ns.SetDefaults()
-	st, err := pebblestore.Open(t.TempDir(), store.Options{Namespaces: []config.Namespace{*ns}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	f := &heldFixture{ns: ns, store: &scanCounter{Store: st}, cache: cache.NewMemory(0), delay: int64(ns.WindowDelay())}
+	f := &heldFixture{ns: ns, store: &scanCounter{Store: OpenTestStore(t, ns)}, cache: cache.NewMemory(0), delay: int64(ns.WindowDelay())}
 	f.now.Store(heldStart)
 	f.pipe = NewPipeline(NewRoller(ns, f.store, f.cache, NewHolds(), f.now.Load, nil, nil), nil, nil)
 	return f

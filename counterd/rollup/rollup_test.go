@@ -13,7 +13,6 @@ import (
 	"github.com/counterd/counterd/counterd/config"
 	"github.com/counterd/counterd/counterd/rollup"
 	"github.com/counterd/counterd/counterd/store"
-	"github.com/counterd/counterd/counterd/store/pebblestore"
 )
 
 // base is the start of a time bucket.
@@ -30,11 +29,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ns := &config.Namespace{Name: "ns"}
 	ns.SetDefaults()
-	st, err := pebblestore.Open(t.TempDir(), store.Options{Namespaces: []config.Namespace{*ns}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := rollup.OpenTestStore(t, ns)
 	f := &fixture{ns: ns, store: st}
 	f.now.Store(base)
 	roller := rollup.NewRoller(ns, st, cache.NewMemory(0), rollup.NewHolds(), f.now.Load, nil, nil)
