@@ -278,8 +278,8 @@ func (s *Store) Stats() *Stats { return &s.stats }
 // DiskUsage returns the bytes of the database's files.
 func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }
 
-// BlockCacheStats describe the block cache: the bytes it holds, and its hits and misses since
-// the store was opened.
+// BlockCacheStats are the block cache's size in bytes, and its hits and misses since the store
+// was opened.
 type BlockCacheStats struct {
 	Bytes, Hits, Misses int64
 }

@@ -325,10 +325,10 @@ func TestBlockCacheBytesBoundsTheCache(t *testing.T) {
 			t.Fatalf("block cache of %d bytes: no misses, so the reads did not reach the sstables", size)
 		}
 		if size == small && stats.Bytes > small {
-			t.Errorf("block cache of %d bytes holds %d bytes", size, stats.Bytes)
+			t.Errorf("block cache of %d bytes holds %d bytes, more than its size", size, stats.Bytes)
 		}
 		if size != small && stats.Bytes <= small {
-			t.Errorf("block cache of %d bytes holds %d bytes, no more than the small cache may", size, stats.Bytes)
+			t.Errorf("block cache of %d bytes holds %d bytes, want more than %d", size, stats.Bytes, small)
 		}
 		misses = append(misses, stats.Misses)
 	}
