@@ -92,7 +92,8 @@ type Namespace struct {
 	// MaxClockSkew is how far in the future an event time may be.
 	MaxClockSkew Duration `json:"maxClockSkew,omitempty"`
 	// TimeBucket is the width of the event log's time buckets. The written-counter index and
-	// retention also work in these units.
+	// retention also work in these units, or in a whole number of them (the embedded store
+	// uses about a 24th of Retention).
 	TimeBucket Duration `json:"timeBucket,omitempty"`
 	// EventBuckets is the number of partitions per counter and time bucket in a distributed
 	// store, so one hot counter spreads over several partitions.

@@ -133,7 +133,10 @@ type RollupStore interface {
 // counter without a scan of the event log, and retention can drop old events bucket by
 // bucket. It keeps two records of each write:
 //
-//   - by time bucket of the namespace (one minute by default), for retention;
+//   - by time bucket, for retention. A store may index by a whole number of the namespace's
+//     time buckets (one minute by default); the embedded store uses about a 24th of retention.
+//     WrittenCounters and OldestWrittenBucket speak of the store's own buckets, and Expire
+//     drops only whole ones;
 //   - by sweep shard and one-second sweep slice, for the sweep. A shard is a fixed hash of
 //     the counter name, so the workers of a cluster can split the sweep by shard.
 type WrittenIndex interface {

@@ -23,6 +23,7 @@ import (
 //	written     'w' ns 0 bucketStart(8) counter              -> empty
 //	sweep index 's' ns 0 shard(1) sliceStart(8) counter      -> empty
 //	sweep marks 'm' ns 0 shard(1)                            -> mark(8)
+//	index width 'i' ns 0                                     -> written index bucket width(8)
 //
 // invTime stores event times inverted, so a forward scan of one counter's events runs newest
 // first, which is the order a rollup needs to stop at the newest clear. Times are signed, so
@@ -37,6 +38,7 @@ const (
 	tagWritten    = 'w'
 	tagSweepMark  = 'm'
 	tagSweep      = 's'
+	tagIndexWidth = 'i'
 )
 
 // comparer orders keys bytewise, as Pebble's default comparer does. Its Split makes an event
@@ -138,6 +140,12 @@ func writtenBucketPrefix(dst []byte, namespace string, bucketStart int64) []byte
 func writtenKey(dst []byte, key store.Key, bucketStart int64) []byte {
 	dst = writtenBucketPrefix(dst, key.Namespace, bucketStart)
 	return append(dst, key.Counter...)
+}
+
+func indexWidthKey(namespace string) []byte {
+	dst := []byte{tagIndexWidth}
+	dst = append(dst, namespace...)
+	return append(dst, 0)
 }
 
 func sweepMarkKey(namespace string, shard int) []byte {

@@ -72,7 +72,7 @@ type Stats struct {
 type Store struct {
 	db      *pebble.DB
 	logger  *slog.Logger
-	buckets map[string]time.Duration // namespace -> time bucket width
+	buckets map[string]time.Duration // namespace -> written index bucket width (see indexWidths)
 
 	appends   [committers]chan *appendRequest
 	closing   chan struct{}
@@ -120,12 +120,10 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 	if logger == nil {
 		logger = slog.Default()
 	}
-	buckets := make(map[string]time.Duration, len(opts.Namespaces))
 	for _, ns := range opts.Namespaces {
 		if ns.TimeBucket.Duration <= 0 {
 			return nil, fmt.Errorf("namespace %q has no time bucket width", ns.Name)
 		}
-		buckets[ns.Name] = ns.TimeBucket.Duration
 	}
 
 	cacheBytes := opts.BlockCacheBytes
@@ -149,6 +147,11 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 		return nil, fmt.Errorf("failed to open the embedded store in %s: its key layout is not %s, so it was written by another build of counterd, which this one cannot read; pass an empty --data-dir, or run the build that wrote it: %w", dir, comparer.Name, err)
 	}
 	if err != nil {
+		return nil, fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)
+	}
+	buckets, err := indexWidths(db, opts.Namespaces)
+	if err != nil {
+		db.Close()
 		return nil, fmt.Errorf("failed to open the embedded store in %s: %w", dir, err)
 	}
 	s := &Store{
@@ -177,6 +180,80 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 		go s.commitLoop(i)
 	}
 	return s, nil
+}
+
+// retentionSteps is how many written index buckets a new namespace's retention spans. The
+// index has one entry per counter and bucket, so a counter written once every few minutes
+// would cost an entry per add with one-minute buckets: about a tenth of the bytes per event.
+// With retention/24, the default retention of a day drops events hour by hour, and keeps each
+// at most an hour longer than retention.
+const retentionSteps = 24
+
+// newIndexWidth returns the written index bucket width of a namespace that has none recorded:
+// the largest whole number of its time buckets that fits retention/retentionSteps times, and
+// at least one time bucket.
+func newIndexWidth(ns config.Namespace) time.Duration {
+	bucket := ns.TimeBucket.Duration
+	return bucket * max(ns.Retention.Duration/retentionSteps/bucket, 1)
+}
+
+// indexWidths returns the written index bucket width of each namespace. The width is part of
+// the stored index: Expire drops a bucket's events by the width they were indexed with. So a
+// namespace keeps the width recorded when the store first opened it, whatever its retention
+// or time bucket says later. An index written by an earlier build of counterd, which recorded
+// no width, has the namespace's time bucket as its width.
+func indexWidths(db *pebble.DB, namespaces []config.Namespace) (map[string]time.Duration, error) {
+	widths := make(map[string]time.Duration, len(namespaces))
+	batch := db.NewBatch()
+	defer batch.Close()
+	for _, ns := range namespaces {
+		key := indexWidthKey(ns.Name)
+		v, closer, err := db.Get(key)
+		if err == nil {
+			width := time.Duration(-1)
+			if len(v) == 8 {
+				width = time.Duration(binary.BigEndian.Uint64(v))
+			}
+			closer.Close()
+			if width <= 0 {
+				return nil, fmt.Errorf("the written index width of namespace %q is corrupt (%d bytes)", ns.Name, len(v))
+			}
+			widths[ns.Name] = width
+			continue
+		}
+		if !errors.Is(err, pebble.ErrNotFound) {
+			return nil, fmt.Errorf("failed to read the written index width of namespace %q: %w", ns.Name, err)
+		}
+		width := newIndexWidth(ns)
+		indexed, err := hasKeys(db, writtenPrefix(nil, ns.Name))
+		if err != nil {
+			return nil, err
+		}
+		if indexed {
+			width = ns.TimeBucket.Duration
+		}
+		widths[ns.Name] = width
+		if err := batch.Set(key, binary.BigEndian.AppendUint64(nil, uint64(width)), nil); err != nil {
+			return nil, err
+		}
+	}
+	if batch.Empty() {
+		return widths, nil
+	}
+	if err := db.Apply(batch, pebble.Sync); err != nil {
+		return nil, fmt.Errorf("failed to record the written index widths: %w", err)
+	}
+	return widths, nil
+}
+
+// hasKeys reports whether db holds a key with prefix.
+func hasKeys(db *pebble.DB, prefix []byte) (bool, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	return it.First(), it.Error()
 }
 
 // pebbleOptions returns the options of every open of the database in dir on fsys, with the
@@ -225,6 +302,7 @@ var tables = []struct {
 	{tagWritten, "written index"},
 	{tagSweep, "sweep index"},
 	{tagSweepMark, "sweep marks"},
+	{tagIndexWidth, "index widths"},
 }
 
 // Compact compacts the whole database in dir, which no process may have open, so that its

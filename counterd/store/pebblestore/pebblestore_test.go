@@ -187,8 +187,8 @@ func TestCompactKeepsEvents(t *testing.T) {
 	for _, u := range usage {
 		sizes[u.Table] = u.Bytes
 	}
-	if len(usage) != 6 {
-		t.Errorf("Compact returned %d tables (%v), want 6", len(usage), usage)
+	if len(usage) != 7 {
+		t.Errorf("Compact returned %d tables (%v), want 7", len(usage), usage)
 	}
 	if sizes["events"] == 0 {
 		t.Errorf("events take %d bytes after Compact, want more than 0", sizes["events"])

@@ -18,12 +18,18 @@ import (
 // Opener opens an empty store serving the given namespaces. The suite closes it.
 type Opener func(t *testing.T, opts store.Options) store.Store
 
-// Namespace is the namespace the suite writes to. Its time bucket is one minute.
+// Namespace is the namespace the suite writes to. Its time bucket is one minute, and its
+// retention of ten minutes is short enough that a store whose written index buckets follow
+// retention (as the embedded store's do) indexes by the minute too.
 const Namespace = "conformance"
 
 // Options returns the store options the suite opens stores with.
 func Options() store.Options {
-	ns := config.Namespace{Name: Namespace, TimeBucket: config.Duration{Duration: time.Minute}}
+	ns := config.Namespace{
+		Name:       Namespace,
+		TimeBucket: config.Duration{Duration: time.Minute},
+		Retention:  config.Duration{Duration: 10 * time.Minute},
+	}
 	ns.SetDefaults()
 	return store.Options{Namespaces: []config.Namespace{ns}}
 }
