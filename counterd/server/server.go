@@ -278,15 +278,40 @@ func (s *Server) registerStoreMetrics() {
 		counter("counterd_events_duplicate_total", "Appended events whose idempotency token was already in the log.", stats.Duplicates.Load),
 		counter("counterd_store_syncs_total", "Syncs of the embedded store's write-ahead log that made appends durable.", stats.Syncs.Load),
 		counter("counterd_checkpoints_written_total", "Checkpoints written to the rollup store.", stats.CheckpointsWritten.Load),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "counterd_store_disk_bytes", Help: "Bytes of the embedded store's files."},
-			func() float64 { return float64(ps.DiskUsage()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "counterd_store_block_cache_bytes", Help: "Bytes held by the embedded store's block cache."},
-			func() float64 { return float64(ps.BlockCache().Bytes) }),
-		counter("counterd_store_block_cache_hits_total", "Block reads of the embedded store served by its block cache.",
-			func() uint64 { return uint64(ps.BlockCache().Hits) }),
-		counter("counterd_store_block_cache_misses_total", "Block reads of the embedded store that missed its block cache and read the file.",
-			func() uint64 { return uint64(ps.BlockCache().Misses) }),
+		&storeUsageCollector{store: ps},
 	)
+}
+
+// storeUsageCollector exports the embedded store's disk and block cache metrics from one read
+// of its usage per scrape.
+type storeUsageCollector struct {
+	store *pebblestore.Store
+}
+
+var (
+	storeDiskBytesDesc = prometheus.NewDesc("counterd_store_disk_bytes",
+		"Bytes of the embedded store's files.", nil, nil)
+	blockCacheBytesDesc = prometheus.NewDesc("counterd_store_block_cache_bytes",
+		"Bytes held by the embedded store's block cache.", nil, nil)
+	blockCacheHitsDesc = prometheus.NewDesc("counterd_store_block_cache_hits_total",
+		"Block reads of the embedded store served by its block cache.", nil, nil)
+	blockCacheMissesDesc = prometheus.NewDesc("counterd_store_block_cache_misses_total",
+		"Block reads of the embedded store that missed its block cache and read the file.", nil, nil)
+)
+
+func (c *storeUsageCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- storeDiskBytesDesc
+	ch <- blockCacheBytesDesc
+	ch <- blockCacheHitsDesc
+	ch <- blockCacheMissesDesc
+}
+
+func (c *storeUsageCollector) Collect(ch chan<- prometheus.Metric) {
+	u := c.store.Usage()
+	ch <- prometheus.MustNewConstMetric(storeDiskBytesDesc, prometheus.GaugeValue, float64(u.DiskBytes))
+	ch <- prometheus.MustNewConstMetric(blockCacheBytesDesc, prometheus.GaugeValue, float64(u.BlockCache.Bytes))
+	ch <- prometheus.MustNewConstMetric(blockCacheHitsDesc, prometheus.CounterValue, float64(u.BlockCache.Hits))
+	ch <- prometheus.MustNewConstMetric(blockCacheMissesDesc, prometheus.CounterValue, float64(u.BlockCache.Misses))
 }
 
 // Addr returns the address the server listens on.

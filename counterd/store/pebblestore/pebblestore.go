@@ -353,8 +353,12 @@ func tableUsage(db *pebble.DB) ([]TableUsage, error) {
 // Stats returns the store's cumulative counts.
 func (s *Store) Stats() *Stats { return &s.stats }
 
-// DiskUsage returns the bytes of the database's files.
-func (s *Store) DiskUsage() uint64 { return s.db.Metrics().DiskSpaceUsage() }
+// Usage is what the store's files and block cache hold.
+type Usage struct {
+	// DiskBytes is the bytes of the database's files.
+	DiskBytes  uint64
+	BlockCache BlockCacheStats
+}
 
 // BlockCacheStats are the block cache's size in bytes, and its hits and misses since the store
 // was opened.
@@ -362,10 +366,14 @@ type BlockCacheStats struct {
 	Bytes, Hits, Misses int64
 }
 
-// BlockCache returns the block cache's statistics.
-func (s *Store) BlockCache() BlockCacheStats {
-	m := s.db.Metrics().BlockCache
-	return BlockCacheStats{Bytes: m.Size, Hits: m.Hits, Misses: m.Misses}
+// Usage returns the store's usage, from one read of Pebble's metrics, which walks every level
+// of the LSM tree.
+func (s *Store) Usage() Usage {
+	m := s.db.Metrics()
+	return Usage{
+		DiskBytes:  m.DiskSpaceUsage(),
+		BlockCache: BlockCacheStats{Bytes: m.BlockCache.Size, Hits: m.BlockCache.Hits, Misses: m.BlockCache.Misses},
+	}
 }
 
 // Append implements store.EventLog.

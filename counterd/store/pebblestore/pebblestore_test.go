@@ -316,7 +316,7 @@ func TestBlockCacheBytesBoundsTheCache(t *testing.T) {
 				t.Fatalf("LookupToken %d = found %v, %v; want found", i, found, err)
 			}
 		}
-		stats := s.BlockCache()
+		stats := s.Usage().BlockCache
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
