@@ -69,8 +69,8 @@ func TestCassandraChildren(t *testing.T) {
 		if got := cfg.Store.Cassandra.Replication["dc1"]; got != 3 {
 			t.Errorf("store.cassandra.replication[dc1] = %d, want 3", got)
 		}
-		if got := cfg.Cache.Memcached.Servers; !slices.Equal(got, []string{"plays-cache." + h.ns + ".svc:11211"}) {
-			t.Errorf("cache.memcached.servers = %v", got)
+		if got := cfg.Cache.Memcached.Servers; !slices.Equal(got, []string{"plays-cache-0.plays-cache." + h.ns + ".svc:11211"}) {
+			t.Errorf("cache.memcached.servers = %v, want the DNS name of the one memcached pod", got)
 		}
 
 		ns := cfg.Namespace("plays")
@@ -129,14 +129,20 @@ func TestCassandraChildren(t *testing.T) {
 	}
 
 	t.Run("plays-cache", func(t *testing.T) {
-		d := &appsv1.Deployment{}
-		h.eventually("plays-cache", func() error { return k8sClient.Get(t.Context(), h.key("plays-cache"), d) })
-		checkOwner(t, d, cn)
-		if got := *d.Spec.Replicas; got != 1 {
+		sts := &appsv1.StatefulSet{}
+		h.eventually("plays-cache", func() error { return k8sClient.Get(t.Context(), h.key("plays-cache"), sts) })
+		checkOwner(t, sts, cn)
+		if got := *sts.Spec.Replicas; got != 1 {
 			t.Errorf("replicas = %d, want 1", got)
 		}
-		checkPodSecurity(t, d.Spec.Template.Spec)
-		c := d.Spec.Template.Spec.Containers[0]
+		if sts.Spec.ServiceName != "plays-cache" {
+			t.Errorf("serviceName = %q, want the headless cache Service plays-cache, which gives the pods the DNS names in the config", sts.Spec.ServiceName)
+		}
+		if sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+			t.Errorf("podManagementPolicy = %q, want Parallel", sts.Spec.PodManagementPolicy)
+		}
+		checkPodSecurity(t, sts.Spec.Template.Spec)
+		c := sts.Spec.Template.Spec.Containers[0]
 		if !slices.Equal(c.Args, []string{"-m", "64", "-p", "11211", "-U", "0"}) {
 			t.Errorf("args = %v", c.Args)
 		}
@@ -172,7 +178,8 @@ func TestCassandraChildren(t *testing.T) {
 	})
 
 	t.Run("status after rollout", func(t *testing.T) {
-		h.playDeploymentController("plays-gateway", "plays-rollup", "plays-cache")
+		h.playDeploymentController("plays-gateway", "plays-rollup")
+		h.playStatefulSetController("plays-cache")
 		for _, ct := range []string{
 			counterv1alpha1.ConditionGatewayAvailable,
 			counterv1alpha1.ConditionRollupAvailable,

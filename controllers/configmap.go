@@ -177,15 +177,21 @@ func cacheConfig(cn *counterv1alpha1.CounterNamespace) config.Cache {
 	if cn.Spec.Store.Type != counterv1alpha1.StoreCassandra {
 		return config.Cache{Type: config.CacheMemory}
 	}
-	// NOTE: this is the headless Service name, which resolves to every memcached pod. counterd
-	// uses the first address it resolves, so with more than one pod the gateways and the
-	// rollup workers may use different pods, and a gateway may serve a cached checkpoint that
-	// no rollup updates until the memcached TTL ends.
-	cache := config.Cache{
-		Type: config.CacheMemcached,
-		Memcached: config.Memcached{
-			Servers: []string{fmt.Sprintf("%s.%s.svc:%d", cacheName(cn), cn.Namespace, memcachedPort)},
-		},
+	return config.Cache{
+		Type:      config.CacheMemcached,
+		Memcached: config.Memcached{Servers: cacheServers(cn)},
 	}
-	return cache
+}
+
+// cacheServers lists the memcached pods by their DNS names under the cache's headless
+// Service, in ordinal order. Every counterd process reads the same list, so all of them spread
+// the keys over the pods in the same way: a gateway reads a counter's checkpoint from the pod
+// that the rollup workers update. A change of cache.replicas changes the list, and with it the
+// config hash that rolls the counterd pods.
+func cacheServers(cn *counterv1alpha1.CounterNamespace) []string {
+	servers := make([]string, cn.Spec.Cache.Replicas)
+	for i := range servers {
+		servers[i] = fmt.Sprintf("%s-%d.%s.%s.svc:%d", cacheName(cn), i, cacheName(cn), cn.Namespace, memcachedPort)
+	}
+	return servers
 }

@@ -87,7 +87,7 @@ func counterdPodTemplate(cn *counterv1alpha1.CounterNamespace, s *reconcileState
 	}
 }
 
-// memcachedPodTemplate returns the pod template of the cache Deployment.
+// memcachedPodTemplate returns the pod template of the cache StatefulSet.
 func memcachedPodTemplate(cn *counterv1alpha1.CounterNamespace) corev1.PodTemplateSpec {
 	cache := &cn.Spec.Cache
 	probe := func(failures int32) *corev1.Probe {

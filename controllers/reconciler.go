@@ -81,6 +81,7 @@ type step func(ctx context.Context, s *reconcileState) error
 // +kubebuilder:rbac:groups=counter.counterd.dev,resources=counternamespaces/status,verbs=get;patch
 // +kubebuilder:rbac:groups=counter.counterd.dev,resources=counternamespaces/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=delete
 // +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

@@ -28,15 +28,31 @@ func deploymentStates(h *harness, names ...string) map[string]deploymentState {
 	return states
 }
 
+// cacheState is the deploymentState of the memcached StatefulSet plays-cache.
+func cacheState(h *harness) deploymentState {
+	h.t.Helper()
+	s := &appsv1.StatefulSet{}
+	h.get("plays-cache", s)
+	return deploymentState{generation: s.Generation, configHash: s.Spec.Template.Annotations[ConfigHashAnnotation]}
+}
+
+// startCassandraNamespace creates the CounterNamespace plays on Cassandra and waits until it
+// is Ready, playing the workload controllers.
+func startCassandraNamespace(h *harness) {
+	h.t.Helper()
+	h.create(credentialsSecret("plays-credentials", map[string]string{"username": "u", "password": "p"}))
+	h.create(cassandraNamespace("plays", 9042))
+	h.playDeploymentController("plays-gateway", "plays-rollup")
+	h.playStatefulSetController("plays-cache")
+	h.waitCondition("plays", counterv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonReady)
+}
+
 func TestRolloutConfigChange(t *testing.T) {
 	h := newHarness(t)
 	h.startManager(newMemoryKeyspaces())
-
-	h.create(credentialsSecret("plays-credentials", map[string]string{"username": "u", "password": "p"}))
-	h.create(cassandraNamespace("plays", 9042))
-	h.playDeploymentController("plays-gateway", "plays-rollup", "plays-cache")
-	h.waitCondition("plays", counterv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonReady)
-	before := deploymentStates(h, "plays-gateway", "plays-rollup", "plays-cache")
+	startCassandraNamespace(h)
+	before := deploymentStates(h, "plays-gateway", "plays-rollup")
+	cacheBefore := cacheState(h)
 
 	h.update("plays", func(cn *counterv1alpha1.CounterNamespace) { cn.Spec.Rollup.Queues = 16 })
 
@@ -49,9 +65,8 @@ func TestRolloutConfigChange(t *testing.T) {
 			return nil
 		})
 	}
-	after := deploymentStates(h, "plays-cache")
-	if after["plays-cache"] != before["plays-cache"] {
-		t.Errorf("memcached changed from %+v to %+v, but its settings did not", before["plays-cache"], after["plays-cache"])
+	if after := cacheState(h); after != cacheBefore {
+		t.Errorf("memcached changed from %+v to %+v, but its settings did not", cacheBefore, after)
 	}
 	h.waitCondition("plays", counterv1alpha1.ConditionGatewayAvailable, metav1.ConditionFalse, ReasonRollingOut)
 }
@@ -60,20 +75,17 @@ func TestRolloutManagerRestart(t *testing.T) {
 	h := newHarness(t)
 	keyspaces := newMemoryKeyspaces()
 	h.startManager(keyspaces)
-
-	h.create(credentialsSecret("plays-credentials", map[string]string{"username": "u", "password": "p"}))
-	h.create(cassandraNamespace("plays", 9042))
-	h.playDeploymentController("plays-gateway", "plays-rollup", "plays-cache")
-	h.waitCondition("plays", counterv1alpha1.ConditionReady, metav1.ConditionTrue, ReasonReady)
-	names := []string{"plays-gateway", "plays-rollup", "plays-cache"}
+	startCassandraNamespace(h)
+	names := []string{"plays-gateway", "plays-rollup"}
 	before := deploymentStates(h, names...)
+	cacheBefore := cacheState(h)
 	cn := &counterv1alpha1.CounterNamespace{}
 	h.get("plays", cn)
 	specGeneration := cn.Generation
 
 	h.stopManager()
 	// The gateway Service is the last child the workload step applies. Its return proves that
-	// the new manager reconciled every Deployment before the check below.
+	// the new manager reconciled every workload before the check below.
 	if err := k8sClient.Delete(t.Context(), &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "plays-gateway"}}); err != nil {
 		t.Fatalf("failed to delete the gateway Service: %v", err)
 	}
@@ -87,6 +99,9 @@ func TestRolloutManagerRestart(t *testing.T) {
 		if after[name] != before[name] {
 			t.Errorf("%s changed from %+v to %+v after a restart with an unchanged spec", name, before[name], after[name])
 		}
+	}
+	if after := cacheState(h); after != cacheBefore {
+		t.Errorf("plays-cache changed from %+v to %+v after a restart with an unchanged spec", cacheBefore, after)
 	}
 	h.get("plays", cn)
 	if cn.Generation != specGeneration {

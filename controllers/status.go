@@ -46,7 +46,7 @@ func (r *CounterNamespaceReconciler) reconcileStatus(ctx context.Context, s *rec
 		if rollup, err = r.deploymentAvailability(ctx, cn, rollupName(cn)); err != nil {
 			return err
 		}
-		if cache, err = r.deploymentAvailability(ctx, cn, cacheName(cn)); err != nil {
+		if cache, err = r.statefulSetAvailability(ctx, cn, cacheName(cn)); err != nil {
 			return err
 		}
 	} else {
@@ -157,14 +157,15 @@ func deploymentCondition(d *appsv1.Deployment, t appsv1.DeploymentConditionType)
 	return nil
 }
 
-// statefulSetAvailability reports the embedded StatefulSet as available once its controller
-// has observed the latest generation and every replica is ready on the current revision.
+// statefulSetAvailability reports a StatefulSet, the embedded store's or memcached's, as
+// available once its controller has observed the latest generation and every replica is ready
+// on the current revision.
 func (r *CounterNamespaceReconciler) statefulSetAvailability(ctx context.Context, cn *counterv1alpha1.CounterNamespace, name string) (availability, error) {
 	sts := &appsv1.StatefulSet{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: cn.Namespace, Name: name}, sts); err != nil {
 		if apierrors.IsNotFound(err) {
 			return availability{status: metav1.ConditionFalse, reason: ReasonNotCreated,
-				message: fmt.Sprintf("StatefulSet %s does not exist yet; the config step has not completed", name)}, nil
+				message: fmt.Sprintf("StatefulSet %s does not exist yet; the steps before it have not completed", name)}, nil
 		}
 		return availability{}, fmt.Errorf("failed to get StatefulSet %s/%s: %w", cn.Namespace, name, err)
 	}

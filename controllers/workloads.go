@@ -6,24 +6,30 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	counterv1alpha1 "github.com/counterd/counterd/api/v1alpha1"
 )
 
 // reconcileWorkloads applies the pods and Services of the namespace. The Cassandra store gets
-// three Deployments, memcached, the rollup workers and the gateway, each with a Service. The
-// embedded store gets one StatefulSet that runs every role, and the gateway Service.
+// memcached as a StatefulSet and two Deployments, the rollup workers and the gateway, each
+// with a Service. The embedded store gets one StatefulSet that runs every role, and the
+// gateway Service.
 func (r *CounterNamespaceReconciler) reconcileWorkloads(ctx context.Context, s *reconcileState) error {
 	cn := s.cn
 	var objects []client.Object
 	if cn.Spec.Store.Type == counterv1alpha1.StoreCassandra {
+		if err := r.deleteCacheDeployment(ctx, cn); err != nil {
+			return r.applyFailed(s, err)
+		}
 		objects = []client.Object{
-			cacheDeployment(cn),
 			headlessService(cn, cacheName(cn), componentCache, "memcached", memcachedPort),
+			cacheStatefulSet(cn),
 			rollupDeployment(cn, s),
 			headlessService(cn, rollupName(cn), componentRollup, "http", counterdPort),
 			gatewayDeployment(cn, s),
@@ -57,8 +63,45 @@ func deployment(cn *counterv1alpha1.CounterNamespace, name, component string, re
 	}
 }
 
-func cacheDeployment(cn *counterv1alpha1.CounterNamespace) *appsv1.Deployment {
-	return deployment(cn, cacheName(cn), componentCache, cn.Spec.Cache.Replicas, memcachedPodTemplate(cn))
+// cacheStatefulSet runs memcached. A StatefulSet gives each pod a stable DNS name under the
+// cache's headless Service, and counterd's config lists those names (see cacheServers), so
+// every gateway and rollup worker sends a key to the same pod, also after a pod restarts. The
+// pods keep nothing on disk, and start and stop together.
+func cacheStatefulSet(cn *counterv1alpha1.CounterNamespace) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
+		ObjectMeta: childMeta(cn, cacheName(cn), componentCache),
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:            ptr.To(cn.Spec.Cache.Replicas),
+			Selector:            &metav1.LabelSelector{MatchLabels: selectorLabels(cn, componentCache)},
+			ServiceName:         cacheName(cn),
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			Template:            memcachedPodTemplate(cn),
+		},
+	}
+}
+
+// deleteCacheDeployment deletes the memcached Deployment that earlier versions of the operator
+// ran in place of cacheStatefulSet, if this CounterNamespace owns one. Its pods have no stable
+// names, so counterd could not spread keys over them consistently.
+func (r *CounterNamespaceReconciler) deleteCacheDeployment(ctx context.Context, cn *counterv1alpha1.CounterNamespace) error {
+	d := &appsv1.Deployment{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: cn.Namespace, Name: cacheName(cn)}, d)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("failed to get Deployment %s/%s: %w", cn.Namespace, cacheName(cn), err)
+	}
+	if !metav1.IsControlledBy(d, cn) {
+		return nil
+	}
+	err = r.Delete(ctx, d, client.Preconditions{UID: &d.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("failed to delete Deployment %s/%s, which ran memcached before the StatefulSet %s: %w", cn.Namespace, d.Name, cacheName(cn), err)
+	}
+	log.FromContext(ctx).Info("Deleted the memcached Deployment of an earlier operator version; the StatefulSet of the same name replaces it", "deployment", d.Name)
+	return nil
 }
 
 // counterdImage returns the component's image override, or the namespace's counterd image.

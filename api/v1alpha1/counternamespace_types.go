@@ -101,7 +101,7 @@ type CounterNamespaceSpec struct {
 	// +optional
 	RollupWorker RollupWorkerSpec `json:"rollupWorker,omitzero"`
 
-	// Cache configures the memcached Deployment. The embedded store ignores it and uses an
+	// Cache configures the memcached StatefulSet. The embedded store ignores it and uses an
 	// in-process cache.
 	// +kubebuilder:default={}
 	// +optional
@@ -348,7 +348,7 @@ type RollupWorkerSpec struct {
 	WorkloadSpec `json:",inline"`
 }
 
-// CacheSpec configures the memcached Deployment.
+// CacheSpec configures the memcached StatefulSet.
 type CacheSpec struct {
 	// Replicas is the number of memcached pods.
 	// +kubebuilder:default=1
