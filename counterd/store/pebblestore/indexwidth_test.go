@@ -10,6 +10,7 @@ import (
 	"github.com/counterd/counterd/counterd/config"
 	"github.com/counterd/counterd/counterd/store"
 	"github.com/counterd/counterd/counterd/store/pebblestore"
+	"github.com/counterd/counterd/counterd/store/storetest"
 )
 
 // widthBase is an event time on an hour boundary.
@@ -17,7 +18,7 @@ var widthBase = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 
 func widthOptions(retention time.Duration) store.Options {
 	ns := config.Namespace{
-		Name:       "w",
+		Name:       storetest.Namespace,
 		TimeBucket: config.Duration{Duration: time.Minute},
 		Retention:  config.Duration{Duration: retention},
 	}
@@ -27,7 +28,7 @@ func widthOptions(retention time.Duration) store.Options {
 
 func widthAdd(counter string, at time.Duration, token string) store.Event {
 	return store.Event{
-		Key:  store.Key{Namespace: "w", Counter: counter},
+		Key:  store.Key{Namespace: storetest.Namespace, Counter: counter},
 		Time: widthBase + int64(at), Token: token, Kind: store.KindAdd, Delta: 1,
 	}
 }
@@ -43,26 +44,14 @@ func openWidth(t *testing.T, dir string, retention time.Duration) *pebblestore.S
 
 func indexed(t *testing.T, s *pebblestore.Store, bucket time.Duration) []string {
 	t.Helper()
-	var got []string
-	if err := s.WrittenCounters(context.Background(), "w", widthBase+int64(bucket), func(c string) bool {
-		got = append(got, c)
-		return true
-	}); err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(got)
-	return got
+	return storetest.WrittenIn(t, s, widthBase+int64(bucket))
 }
 
 func eventTimes(t *testing.T, s *pebblestore.Store, counter string) []time.Duration {
 	t.Helper()
 	var got []time.Duration
-	err := s.ScanEvents(context.Background(), store.Key{Namespace: "w", Counter: counter}, math.MinInt64, math.MaxInt64, func(e store.Event) bool {
+	for _, e := range storetest.Scan(t, s, counter, math.MinInt64, math.MaxInt64) {
 		got = append(got, time.Duration(e.Time-widthBase))
-		return true
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	slices.Sort(got)
 	return got
@@ -93,13 +82,13 @@ func TestWrittenIndexBucketsFollowRetention(t *testing.T) {
 	}
 
 	// An hour goes only whole.
-	if err := s.Expire(ctx, "w", widthBase+int64(59*time.Minute)); err != nil {
+	if err := s.Expire(ctx, storetest.Namespace, widthBase+int64(59*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if got := eventTimes(t, s, "a"); len(got) != 3 {
 		t.Fatalf("Expire before the end of the first hour left counter a with events at %v, want all 3", got)
 	}
-	if err := s.Expire(ctx, "w", widthBase+int64(time.Hour)); err != nil {
+	if err := s.Expire(ctx, storetest.Namespace, widthBase+int64(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if got := eventTimes(t, s, "a"); !slices.Equal(got, []time.Duration{61 * time.Minute}) {
@@ -108,7 +97,7 @@ func TestWrittenIndexBucketsFollowRetention(t *testing.T) {
 	if got := eventTimes(t, s, "b"); len(got) != 0 {
 		t.Fatalf("after Expire of the first hour counter b has events at %v, want none", got)
 	}
-	if _, found, _ := s.LookupToken(ctx, store.Key{Namespace: "w", Counter: "a"}, "a2"); found {
+	if _, found, _ := s.LookupToken(ctx, store.Key{Namespace: storetest.Namespace, Counter: "a"}, "a2"); found {
 		t.Fatal("the token of an expired event is still recorded")
 	}
 }
@@ -136,7 +125,7 @@ func TestWrittenIndexKeepsItsWidth(t *testing.T) {
 	if got := indexed(t, s, 0); !slices.Equal(got, []string{"b"}) {
 		t.Fatalf("first hour indexes %v after the reopen, want [b]", got)
 	}
-	if err := s.Expire(ctx, "w", widthBase+int64(2*time.Hour)); err != nil {
+	if err := s.Expire(ctx, storetest.Namespace, widthBase+int64(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if got := eventTimes(t, s, "a"); len(got) != 0 {
@@ -154,7 +143,7 @@ func TestWrittenIndexWithoutRecordedWidth(t *testing.T) {
 	if _, err := s.Append(ctx, []store.Event{widthAdd("a", 2*time.Minute, "a1")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := pebblestore.DeleteIndexWidth(s, "w"); err != nil {
+	if err := pebblestore.DeleteIndexWidth(s, storetest.Namespace); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -167,7 +156,7 @@ func TestWrittenIndexWithoutRecordedWidth(t *testing.T) {
 	if got := indexed(t, s, 3*time.Minute); !slices.Equal(got, []string{"b"}) {
 		t.Fatalf("the fourth minute indexes %v, want [b]: the store should keep one-minute buckets", got)
 	}
-	if err := s.Expire(ctx, "w", widthBase+int64(3*time.Minute)); err != nil {
+	if err := s.Expire(ctx, storetest.Namespace, widthBase+int64(3*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if got := eventTimes(t, s, "a"); len(got) != 0 {

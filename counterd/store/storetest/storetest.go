@@ -94,9 +94,9 @@ func mustAppend(t *testing.T, s store.Store, events ...store.Event) []store.Appe
 	return res
 }
 
-// scan returns the (time, kind, delta) of the events of counter in (after, upTo], in scan
+// Scan returns the (time, kind, delta) of the events of counter in (after, upTo], in scan
 // order.
-func scan(t *testing.T, s store.Store, counter string, after, upTo int64) []store.Event {
+func Scan(t *testing.T, s store.Store, counter string, after, upTo int64) []store.Event {
 	t.Helper()
 	var got []store.Event
 	err := s.ScanEvents(context.Background(), key(counter), after, upTo, func(e store.Event) bool {
@@ -116,7 +116,7 @@ func testAppendThenScan(t *testing.T, s store.Store) {
 		clearEvent("plays", base+2, "c"),
 		add("plays", base+time.Minute.Nanoseconds(), "d", math.MinInt64),
 	)
-	got := scan(t, s, "plays", math.MinInt64, math.MaxInt64)
+	got := Scan(t, s, "plays", math.MinInt64, math.MaxInt64)
 	want := []store.Event{
 		{Key: key("plays"), Time: base + time.Minute.Nanoseconds(), Kind: store.KindAdd, Delta: math.MinInt64},
 		{Key: key("plays"), Time: base + 3, Kind: store.KindAdd, Delta: -2},
@@ -132,11 +132,11 @@ func testScanBounds(t *testing.T, s store.Store) {
 	for i := int64(1); i <= 5; i++ {
 		mustAppend(t, s, add("c", base+i, fmt.Sprint(i), i))
 	}
-	got := scan(t, s, "c", base+2, base+4)
+	got := Scan(t, s, "c", base+2, base+4)
 	if len(got) != 2 || got[0].Time != base+4 || got[1].Time != base+3 {
 		t.Fatalf("scan (base+2, base+4] = %+v, want times base+4 and base+3 only", got)
 	}
-	if got := scan(t, s, "c", base+4, base+4); len(got) != 0 {
+	if got := Scan(t, s, "c", base+4, base+4); len(got) != 0 {
 		t.Fatalf("empty range returned %+v", got)
 	}
 
@@ -163,7 +163,7 @@ func testDuplicateToken(t *testing.T, s store.Store) {
 	if ex := res[0].Existing; ex.Time != first.Time || ex.Delta != 7 || ex.Kind != store.KindAdd {
 		t.Fatalf("Existing = %+v, want the first event %+v", ex, first)
 	}
-	if got := scan(t, s, "c", math.MinInt64, math.MaxInt64); len(got) != 1 {
+	if got := Scan(t, s, "c", math.MinInt64, math.MaxInt64); len(got) != 1 {
 		t.Fatalf("log holds %d events, want 1", len(got))
 	}
 	ev, found, err := s.LookupToken(context.Background(), key("c"), "tok")
@@ -180,7 +180,7 @@ func testDuplicateInOneCall(t *testing.T, s store.Store) {
 	if res[0].Duplicate || !res[1].Duplicate || res[2].Duplicate {
 		t.Fatalf("duplicates = %v %v %v, want false true false", res[0].Duplicate, res[1].Duplicate, res[2].Duplicate)
 	}
-	if got := scan(t, s, "c", math.MinInt64, math.MaxInt64); len(got) != 2 {
+	if got := Scan(t, s, "c", math.MinInt64, math.MaxInt64); len(got) != 2 {
 		t.Fatalf("log holds %d events, want 2", len(got))
 	}
 }
@@ -226,7 +226,7 @@ func testLargeAppendKeepsOrder(t *testing.T, s store.Store) {
 	}
 	var logged int64
 	for c := range counters {
-		for _, e := range scan(t, s, counter(c), math.MinInt64, math.MaxInt64) {
+		for _, e := range Scan(t, s, counter(c), math.MinInt64, math.MaxInt64) {
 			logged += e.Delta
 		}
 	}
@@ -258,7 +258,7 @@ func testConcurrentDuplicates(t *testing.T, s store.Store) {
 	if written != 1 {
 		t.Fatalf("%d of %d concurrent copies were written, want exactly 1", written, copies)
 	}
-	if got := scan(t, s, "hot", math.MinInt64, math.MaxInt64); len(got) != 1 {
+	if got := Scan(t, s, "hot", math.MinInt64, math.MaxInt64); len(got) != 1 {
 		t.Fatalf("log holds %d events, want 1", len(got))
 	}
 }
@@ -276,7 +276,7 @@ func testPrefixFreeNames(t *testing.T, s store.Store) {
 		mustAppend(t, s, add(n, base+1, "t", int64(i+1)))
 	}
 	for i, n := range names {
-		got := scan(t, s, n, math.MinInt64, math.MaxInt64)
+		got := Scan(t, s, n, math.MinInt64, math.MaxInt64)
 		if len(got) != 1 || got[0].Delta != int64(i+1) {
 			t.Errorf("counter %q: scan = %+v, want one add of %d", n, got, i+1)
 		}
@@ -479,7 +479,9 @@ func testLastWriteTime(t *testing.T, s store.Store) {
 	}
 }
 
-func writtenIn(t *testing.T, s store.Store, bucket int64) []string {
+// WrittenIn returns the counters of the conformance namespace that the written index lists in
+// the bucket that starts at bucket, sorted.
+func WrittenIn(t *testing.T, s store.Store, bucket int64) []string {
 	t.Helper()
 	var got []string
 	if err := s.WrittenCounters(context.Background(), Namespace, bucket, func(c string) bool {
@@ -495,10 +497,10 @@ func writtenIn(t *testing.T, s store.Store, bucket int64) []string {
 func testWrittenIndex(t *testing.T, s store.Store) {
 	minute := time.Minute.Nanoseconds()
 	mustAppend(t, s, add("a", base+1, "1", 1), add("b", base+2, "2", 1), add("a", base+minute+1, "3", 1), add("a", base+4, "4", 1))
-	if got := writtenIn(t, s, base); !slices.Equal(got, []string{"a", "b"}) {
+	if got := WrittenIn(t, s, base); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("bucket 0 = %v, want [a b]", got)
 	}
-	if got := writtenIn(t, s, base+minute); !slices.Equal(got, []string{"a"}) {
+	if got := WrittenIn(t, s, base+minute); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("bucket 1 = %v, want [a]", got)
 	}
 	oldest, ok, err := s.OldestWrittenBucket(context.Background(), Namespace)
@@ -594,20 +596,20 @@ func testExpire(t *testing.T, s store.Store) {
 	if err := s.Expire(ctx, Namespace, base+minute-1); err != nil {
 		t.Fatal(err)
 	}
-	if got := scan(t, s, "a", math.MinInt64, math.MaxInt64); len(got) != 2 {
+	if got := Scan(t, s, "a", math.MinInt64, math.MaxInt64); len(got) != 2 {
 		t.Fatalf("early Expire dropped events: %+v", got)
 	}
 
 	if err := s.Expire(ctx, Namespace, base+minute); err != nil {
 		t.Fatal(err)
 	}
-	if got := scan(t, s, "a", math.MinInt64, math.MaxInt64); len(got) != 1 || got[0].Delta != 10 {
+	if got := Scan(t, s, "a", math.MinInt64, math.MaxInt64); len(got) != 1 || got[0].Delta != 10 {
 		t.Fatalf("after Expire counter a = %+v, want only the add of 10", got)
 	}
-	if got := scan(t, s, "b", math.MinInt64, math.MaxInt64); len(got) != 0 {
+	if got := Scan(t, s, "b", math.MinInt64, math.MaxInt64); len(got) != 0 {
 		t.Fatalf("after Expire counter b = %+v, want nothing", got)
 	}
-	if got := writtenIn(t, s, base); len(got) != 0 {
+	if got := WrittenIn(t, s, base); len(got) != 0 {
 		t.Fatalf("expired bucket still indexes %v", got)
 	}
 	if oldest, ok, _ := s.OldestWrittenBucket(ctx, Namespace); !ok || oldest != base+minute {
