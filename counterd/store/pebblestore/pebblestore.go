@@ -183,8 +183,8 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 }
 
 // retentionSteps is how many written index buckets a new namespace's retention spans. The
-// index has one entry per counter and bucket, so a counter written once every few minutes
-// would cost an entry per add with one-minute buckets: about a tenth of the bytes per event.
+// index has one entry per counter and bucket, so with one-minute buckets a counter written
+// every few minutes costs an entry per add, close to a tenth of the store's bytes per event.
 // With retention/24, the default retention of a day drops events hour by hour, and keeps each
 // at most an hour longer than retention.
 const retentionSteps = 24
