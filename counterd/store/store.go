@@ -133,10 +133,10 @@ type RollupStore interface {
 // counter without a scan of the event log, and retention can drop old events bucket by
 // bucket. It keeps two records of each write:
 //
-//   - by time bucket, for retention. A store may index by a whole number of the namespace's
-//     time buckets (one minute by default); the embedded store uses about a 24th of retention.
-//     WrittenCounters and OldestWrittenBucket speak of the store's own buckets, and Expire
-//     drops only whole ones;
+//   - by time bucket, for retention. A store's bucket may span several of the namespace's
+//     time buckets (one minute by default), and the embedded store's spans about a 24th of
+//     retention. WrittenCounters and OldestWrittenBucket use the store's own bucket starts,
+//     and Expire drops whole buckets only;
 //   - by sweep shard and one-second sweep slice, for the sweep. A shard is a fixed hash of
 //     the counter name, so the workers of a cluster can split the sweep by shard.
 type WrittenIndex interface {

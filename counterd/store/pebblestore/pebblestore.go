@@ -216,7 +216,7 @@ func indexWidths(db *pebble.DB, namespaces []config.Namespace) (map[string]time.
 			}
 			closer.Close()
 			if width <= 0 {
-				return nil, fmt.Errorf("the written index width of namespace %q is corrupt (%d bytes)", ns.Name, len(v))
+				return nil, fmt.Errorf("the recorded written index width of namespace %q is invalid (%d bytes), so the store is damaged; restore its data directory from a backup", ns.Name, len(v))
 			}
 			widths[ns.Name] = width
 			continue
