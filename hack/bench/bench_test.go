@@ -264,4 +264,22 @@ func TestParseFlagsSplitsCounterdFlags(t *testing.T) {
 	if want := []string{"--block-cache-mib", "512"}; !slices.Equal(opts.serveFlags, want) {
 		t.Errorf("serveFlags = %q, want %q", opts.serveFlags, want)
 	}
+	if want := "go run ./hack/bench --counterd-flags ' --block-cache-mib  512 '"; opts.command != want {
+		t.Errorf("command = %q, want %q: the report must show a command that the shell splits as it was given", opts.command, want)
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"--out", "--out"},
+		{"docs/scale-run.md", "docs/scale-run.md"},
+		{"--block-cache-mib 512", "'--block-cache-mib 512'"},
+		{"it's", `'it'\''s'`},
+		{"", "''"},
+		{"$HOME", "'$HOME'"},
+	} {
+		if got := shellQuote(tc.in); got != tc.want {
+			t.Errorf("shellQuote(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
 }

@@ -132,8 +132,24 @@ func parseFlags(args []string) (options, error) {
 	if len(opts.only) == 0 {
 		return options{}, fmt.Errorf("invalid --only %q: name at least one of %s", *only, strings.Join(allSystems, ", "))
 	}
-	opts.command = "go run ./hack/bench " + strings.Join(args, " ")
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = shellQuote(a)
+	}
+	opts.command = "go run ./hack/bench " + strings.Join(quoted, " ")
 	return opts, nil
+}
+
+// shellQuote returns s as one word of a POSIX shell command: unchanged when it has no
+// character that the shell treats specially, and in single quotes otherwise.
+func shellQuote(s string) string {
+	plain := s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_@%+=:,./-", r))
+	}) < 0
+	if plain {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // workloads returns the write-heavy and read-heavy mixes.
