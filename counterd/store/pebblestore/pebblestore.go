@@ -190,8 +190,8 @@ func openFS(dir string, fs vfs.FS, opts store.Options, logger *slog.Logger) (*St
 const retentionSteps = 24
 
 // newIndexWidth returns the written index bucket width of a namespace that has none recorded:
-// the largest whole number of its time buckets that fits retention/retentionSteps times, and
-// at least one time bucket.
+// the largest whole number of its time buckets that fits in retention/retentionSteps, and at
+// least one time bucket.
 func newIndexWidth(ns config.Namespace) time.Duration {
 	bucket := ns.TimeBucket.Duration
 	return bucket * max(ns.Retention.Duration/retentionSteps/bucket, 1)
@@ -200,7 +200,7 @@ func newIndexWidth(ns config.Namespace) time.Duration {
 // indexWidths returns the written index bucket width of each namespace. The width is part of
 // the stored index: Expire drops a bucket's events by the width they were indexed with. So a
 // namespace keeps the width recorded when the store first opened it, whatever its retention
-// or time bucket says later. An index written by an earlier build of counterd, which recorded
+// or time bucket is set to later. An index written by an earlier build of counterd, which recorded
 // no width, has the namespace's time bucket as its width.
 func indexWidths(db *pebble.DB, namespaces []config.Namespace) (map[string]time.Duration, error) {
 	widths := make(map[string]time.Duration, len(namespaces))
@@ -208,21 +208,17 @@ func indexWidths(db *pebble.DB, namespaces []config.Namespace) (map[string]time.
 	defer batch.Close()
 	for _, ns := range namespaces {
 		key := indexWidthKey(ns.Name)
-		v, closer, err := db.Get(key)
-		if err == nil {
-			width := time.Duration(-1)
-			if len(v) == 8 {
-				width = time.Duration(binary.BigEndian.Uint64(v))
-			}
-			closer.Close()
+		recorded, found, err := getUint64(db, key)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read the written index width of namespace %q: %w", ns.Name, err)
+		}
+		if found {
+			width := time.Duration(recorded)
 			if width <= 0 {
-				return nil, fmt.Errorf("the recorded written index width of namespace %q is invalid (%d bytes), so the store is damaged; restore its data directory from a backup", ns.Name, len(v))
+				return nil, fmt.Errorf("the recorded written index width of namespace %q is invalid (%d), so the store is damaged; restore its data directory from a backup", ns.Name, width)
 			}
 			widths[ns.Name] = width
 			continue
-		}
-		if !errors.Is(err, pebble.ErrNotFound) {
-			return nil, fmt.Errorf("failed to read the written index width of namespace %q: %w", ns.Name, err)
 		}
 		width := newIndexWidth(ns)
 		indexed, err := hasKeys(db, writtenPrefix(nil, ns.Name))
@@ -244,6 +240,23 @@ func indexWidths(db *pebble.DB, namespaces []config.Namespace) (map[string]time.
 		return nil, fmt.Errorf("failed to record the written index widths: %w", err)
 	}
 	return widths, nil
+}
+
+// getUint64 reads the 8-byte big-endian value stored under key. found is false when db holds
+// no such key.
+func getUint64(db *pebble.DB, key []byte) (value uint64, found bool, err error) {
+	v, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, true, fmt.Errorf("the value has %d bytes, want 8", len(v))
+	}
+	return binary.BigEndian.Uint64(v), true, nil
 }
 
 // hasKeys reports whether db holds a key with prefix.
@@ -353,7 +366,7 @@ func tableUsage(db *pebble.DB) ([]TableUsage, error) {
 // Stats returns the store's cumulative counts.
 func (s *Store) Stats() *Stats { return &s.stats }
 
-// Usage is what the store's files and block cache hold.
+// Usage is a snapshot of the store's disk and block cache use.
 type Usage struct {
 	// DiskBytes is the bytes of the database's files.
 	DiskBytes  uint64
@@ -968,18 +981,11 @@ func (s *Store) SweepMark(_ context.Context, namespace string, shard int) (int64
 	if s.closed.Load() {
 		return 0, store.ErrClosed
 	}
-	v, closer, err := s.db.Get(sweepMarkKey(namespace, shard))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
+	mark, _, err := getUint64(s.db, sweepMarkKey(namespace, shard))
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("failed to read the sweep mark of namespace %q shard %d: %w", namespace, shard, err)
 	}
-	defer closer.Close()
-	if len(v) != 8 {
-		return 0, fmt.Errorf("sweep mark of namespace %q shard %d has %d bytes, want 8", namespace, shard, len(v))
-	}
-	return int64(binary.BigEndian.Uint64(v)), nil
+	return int64(mark), nil
 }
 
 // SetSweepMark implements store.WrittenIndex.
