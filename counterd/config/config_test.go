@@ -80,6 +80,7 @@ func TestInvalidConfigNamesTheField(t *testing.T) {
 		{"negative skew", "namespaces:\n  - name: a\n    maxClockSkew: -1s\n", "namespaces[0].maxClockSkew"},
 		{"store type", "store:\n  type: redis\n", "store.type"},
 		{"block cache", "store:\n  embedded:\n    blockCacheMiB: -64\n", "store.embedded.blockCacheMiB: -64 is out of range; use 1 to"},
+		{"gc heap floor", "gcHeapFloorMiB: 2000000\n", "gcHeapFloorMiB: 2000000 is out of range; use 1 to"},
 		{"cassandra hosts", "store:\n  type: cassandra\n", "store.cassandra.hosts"},
 		{"consistency", "store:\n  type: cassandra\n  cassandra:\n    hosts: [h]\n    readConsistency: MOST\n", "store.cassandra.readConsistency"},
 		{"cache type", "cache:\n  type: redis\n", "cache.type"},

@@ -60,3 +60,14 @@ func TestHelpNamesVerbsOrServeFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestServeRejectsAHeapFloorOutOfRange(t *testing.T) {
+	var code int
+	_, stderr := captureOutput(t, func() { code = run([]string{"serve", "--gc-heap-floor-mib", "-1"}) })
+	if code != 2 {
+		t.Errorf("counterd serve --gc-heap-floor-mib -1 exited with %d, want 2; stderr: %s", code, stderr)
+	}
+	if want := "gcHeapFloorMiB: -1 is out of range"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q does not contain %q", stderr, want)
+	}
+}

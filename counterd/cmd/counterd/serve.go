@@ -13,6 +13,7 @@ import (
 
 	"github.com/counterd/counterd/counterd/backends"
 	"github.com/counterd/counterd/counterd/config"
+	"github.com/counterd/counterd/counterd/gcfloor"
 	"github.com/counterd/counterd/counterd/server"
 )
 
@@ -31,6 +32,7 @@ func runServe(args []string) int {
 	advertise := fs.String("advertise", "", "this rollup worker's own host:port as the other members list it")
 	var backendFlags backends.Flags
 	backendFlags.Register(fs)
+	heapFloor := fs.Int("gc-heap-floor-mib", 0, fmt.Sprintf("heap size in MiB below which Go's garbage collector does not run; GOGC in the environment turns it off (default %d)", config.DefaultGCHeapFloorMiB))
 	profiling := fs.Bool("pprof", false, "serve Go's CPU, heap and trace profiles under /debug/pprof/ on the listen address; keep it off on untrusted networks")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: counterd serve [flags]\n\nRun the counter server. Flags override the config file.\n\n")
@@ -80,10 +82,15 @@ func runServe(args []string) int {
 	if *advertise != "" {
 		cfg.Cluster.Advertise = *advertise
 	}
+	if *heapFloor != 0 {
+		cfg.GCHeapFloorMiB = *heapFloor
+	}
 	if err := backendFlags.Apply(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "counterd serve: invalid flags or config: %v\n", err)
 		return 2
 	}
+
+	defer startHeapFloor(cfg, logger)()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -119,4 +126,20 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("--log-format: %q is not a format; use text or json", format)
 	}
+}
+
+// startHeapFloor starts the garbage collector's heap floor of cfg, unless GOGC is set, and
+// returns the function that stops it.
+func startHeapFloor(cfg *config.Config, logger *slog.Logger) func() {
+	if gogc := os.Getenv("GOGC"); gogc != "" {
+		logger.Info("GOGC is set, so the GC heap floor is off", "GOGC", gogc)
+		return func() {}
+	}
+	floor := uint64(cfg.GCHeapFloorMiB) << 20
+	if limit, ok := gcfloor.CgroupMemoryLimit("/proc", "/sys/fs/cgroup"); ok && floor > limit/4 {
+		logger.Info("Lowered the GC heap floor to a quarter of the cgroup's memory limit",
+			"configuredMiB", cfg.GCHeapFloorMiB, "limitMiB", limit>>20, "floorMiB", (limit/4)>>20)
+		floor = limit / 4
+	}
+	return gcfloor.Start(floor).Stop
 }

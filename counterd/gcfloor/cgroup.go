@@ -1,0 +1,72 @@
+package gcfloor
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// unlimited is the smallest value that a cgroup file may hold for no limit: cgroup v1 writes
+// the largest page-aligned int64.
+const unlimited = 1 << 62
+
+// CgroupMemoryLimit returns the lowest memory limit of the process's cgroup and its
+// ancestors, as a container runtime or systemd sets it, and false when none sets one. It reads
+// memory.max under cgroup v2 and memory.limit_in_bytes under cgroup v1's memory controller.
+// procRoot and cgroupRoot are normally "/proc" and "/sys/fs/cgroup".
+//
+// A container usually sees its own cgroup at the root of cgroupRoot while /proc/self/cgroup
+// names the path on the host, so the root's file counts as an ancestor.
+func CgroupMemoryLimit(procRoot, cgroupRoot string) (uint64, bool) {
+	data, err := os.ReadFile(filepath.Join(procRoot, "self", "cgroup"))
+	if err != nil {
+		return 0, false
+	}
+	var limit uint64
+	found := false
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		// Each line is hierarchy-ID:controllers:path.
+		fields := strings.SplitN(sc.Text(), ":", 3)
+		if len(fields) != 3 {
+			continue
+		}
+		var dir, file string
+		switch {
+		case fields[0] == "0" && fields[1] == "":
+			dir, file = cgroupRoot, "memory.max"
+		case slices.Contains(strings.Split(fields[1], ","), "memory"):
+			dir, file = filepath.Join(cgroupRoot, "memory"), "memory.limit_in_bytes"
+		default:
+			continue
+		}
+		for group := path.Clean("/" + fields[2]); ; group = path.Dir(group) {
+			if v, ok := readLimit(filepath.Join(dir, filepath.FromSlash(group), file)); ok && (!found || v < limit) {
+				limit, found = v, true
+			}
+			if group == "/" {
+				break
+			}
+		}
+	}
+	return limit, found
+}
+
+// readLimit reads a memory limit file, which holds a byte count, or "max" under cgroup v2 for
+// no limit.
+func readLimit(file string) (uint64, bool) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil || v >= unlimited {
+		return 0, false
+	}
+	return v, true
+}

@@ -1,0 +1,124 @@
+// Package gcfloor keeps the Go garbage collector from running while the heap is small.
+//
+// With Go's default GOGC of 100, a collection starts when the heap reaches twice the live heap.
+// A server whose live heap is a few tens of MiB and that allocates for every request collects
+// several times a second, and each cycle takes CPU from the requests for some milliseconds. On a
+// machine with few cores those cycles make up the slowest percentile of requests. A floor raises
+// the collector's target to at least the floor while the live heap is below half of it, and
+// leaves Go's own pacing alone above that, so a large heap costs no more memory than with the
+// default.
+//
+// After each collection, the floor sets the GC percent from the live heap that the collection
+// found. GOMEMLIMIT still caps the heap, so a memory limit set by the user wins over the floor.
+package gcfloor
+
+import (
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+)
+
+// MaxPercent bounds the GC percent that a floor sets, so that a tiny live heap, such as at
+// start-up, cannot give a target far above the floor after the live heap grows in one cycle.
+const MaxPercent = 10000
+
+const liveHeapMetric = "/gc/heap/live:bytes"
+
+// Percent returns the GC percent that gives a collection target of at least floor bytes for a
+// live heap of live bytes, and never less than base. Go's target is about live * (1 +
+// percent/100).
+func Percent(floor, live uint64, base int) int {
+	if live == 0 || floor <= live {
+		return base
+	}
+	// Round up, so that the target reaches the floor.
+	p := ((floor-live)*100 + live - 1) / live
+	if p > MaxPercent {
+		return MaxPercent
+	}
+	return max(int(p), base)
+}
+
+// Floor adjusts the GC percent after every collection. Stop it to restore the percent it
+// found.
+type Floor struct {
+	floor uint64
+	base  int
+
+	mu      sync.Mutex
+	stopped bool
+	percent int
+	sample  []metrics.Sample
+}
+
+// marker is allocated once per cycle and dropped at once, so that its cleanup runs after the
+// collection that finds it unreachable. Its pointer field keeps it out of the allocator's tiny
+// blocks, whose objects may be freed together much later.
+type marker struct {
+	_ *Floor
+}
+
+// Start sets a floor of floor bytes under the collector's target, over the GC percent in
+// effect, and adjusts it after every collection until Stop. With the collector off (GOGC=off),
+// the floor does nothing.
+func Start(floor uint64) *Floor {
+	base := debug.SetGCPercent(100)
+	debug.SetGCPercent(base)
+	f := &Floor{
+		floor:   floor,
+		base:    base,
+		percent: base,
+		sample:  []metrics.Sample{{Name: liveHeapMetric}},
+	}
+	if base < 0 {
+		f.stopped = true
+		return f
+	}
+	f.adjust()
+	f.arm()
+	return f
+}
+
+// arm asks for a call of cycle after the next collection.
+func (f *Floor) arm() {
+	runtime.AddCleanup(&marker{}, (*Floor).cycle, f)
+}
+
+func (f *Floor) cycle() {
+	if f.adjust() {
+		f.arm()
+	}
+}
+
+// adjust sets the GC percent from the live heap of the last collection. It returns false once
+// the floor is stopped.
+func (f *Floor) adjust() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return false
+	}
+	metrics.Read(f.sample)
+	if f.sample[0].Value.Kind() != metrics.KindUint64 {
+		return true
+	}
+	if p := Percent(f.floor, f.sample[0].Value.Uint64(), f.base); p != f.percent {
+		debug.SetGCPercent(p)
+		f.percent = p
+	}
+	return true
+}
+
+// Stop ends the adjustments and restores the GC percent that Start found.
+func (f *Floor) Stop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return
+	}
+	f.stopped = true
+	if f.percent != f.base {
+		debug.SetGCPercent(f.base)
+	}
+}
