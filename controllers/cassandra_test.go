@@ -115,6 +115,9 @@ func TestCassandraChildren(t *testing.T) {
 			if !slices.Contains(c.Args, "--role") || c.Args[slices.Index(c.Args, "--role")+1] != tc.role {
 				t.Errorf("args = %v, want --role %s", c.Args, tc.role)
 			}
+			if i := slices.Index(c.Args, "--gc-heap-floor-mib"); i < 0 || c.Args[i+1] != "64" {
+				t.Errorf("args = %v, want --gc-heap-floor-mib 64, half the default memory request", c.Args)
+			}
 			if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
 				t.Errorf("liveness probe = %+v, want GET /healthz", c.LivenessProbe)
 			}

@@ -27,6 +27,21 @@ const (
 	roleAll     = "all"
 )
 
+// heapFloorArgs returns the flag that sets counterd's GC heap floor to half the container's
+// memory request, so that the heap floor does not take a pod far above its request. Without a
+// request, counterd's default floor applies, at most a quarter of a memory limit.
+func heapFloorArgs(resources corev1.ResourceRequirements) []string {
+	request, ok := resources.Requests[corev1.ResourceMemory]
+	if !ok {
+		return nil
+	}
+	mib := request.Value() / 2 >> 20
+	if mib < 1 {
+		return nil
+	}
+	return []string{"--gc-heap-floor-mib", strconv.FormatInt(mib, 10)}
+}
+
 // counterdPodTemplate returns the pod template of a counterd role. The config hash annotation
 // rolls the pods when the config file changes. data is the volume mounted at the data
 // directory, an emptyDir for the Cassandra store. It is nil for the embedded store, whose
@@ -55,6 +70,8 @@ func counterdPodTemplate(cn *counterv1alpha1.CounterNamespace, s *reconcileState
 		StartupProbe:    httpProbe("/healthz", 30),
 		SecurityContext: containerSecurityContext(counterdUID),
 	}
+
+	container.Args = append(container.Args, heapFloorArgs(resources)...)
 
 	if role == roleRollup {
 		// A worker finds its own address among the rollup Service's records to know which
