@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -280,6 +281,21 @@ func TestShellQuote(t *testing.T) {
 	} {
 		if got := shellQuote(tc.in); got != tc.want {
 			t.Errorf("shellQuote(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestGoRuntimeSettings(t *testing.T) {
+	env := func(vars map[string]string) func(string) string {
+		return func(k string) string { return vars[k] }
+	}
+	if got := goRuntimeSettings(env(nil)); !strings.Contains(got, "heap floor applies") {
+		t.Errorf("without GOGC: %q, want the floor named as applying", got)
+	}
+	got := goRuntimeSettings(env(map[string]string{"GOGC": "100", "GOMEMLIMIT": "1GiB"}))
+	for _, want := range []string{"`GOGC=100`", "heap floor is off", "`GOMEMLIMIT=1GiB`"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("with GOGC and GOMEMLIMIT: %q does not contain %q", got, want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -115,6 +116,7 @@ func runCounterd(ctx context.Context, sup *supervisor, binary string, serveFlags
 			"`" + strings.Join(append([]string{"counterd serve --listen", addr, "--data-dir TMP --pprof"}, serveFlags...), " ") + "`, no config file: " +
 				"namespace `default`, EventuallyConsistent, accept limit " + config.DefaultAcceptLimit.String() +
 				", every add synced before it is acknowledged (group commit)",
+			goRuntimeSettings(os.Getenv),
 		},
 		Client: "the harness's driver with one counterd/client shared by the 64 workers, speaking the Connect protocol with binary protobuf over HTTP/1.1 connections " +
 			"(`client.WithBatching(0, 0)`, `client.WithConnectProtocol()` and `client.WithHTTP1()`). " +
@@ -209,4 +211,19 @@ func getOK(ctx context.Context, url string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("GET %s returned %s", url, resp.Status)
 	}
 	return resp.Body, nil
+}
+
+// goRuntimeSettings describes the Go runtime settings that counterd inherits from the
+// harness's environment: GOGC set there turns counterd's GC heap floor off.
+func goRuntimeSettings(getenv func(string) string) string {
+	var parts []string
+	if gogc := getenv("GOGC"); gogc != "" {
+		parts = append(parts, "`GOGC="+gogc+"` from the environment, so counterd's GC heap floor is off")
+	} else {
+		parts = append(parts, "`GOGC` unset, so counterd's GC heap floor applies (`gcHeapFloorMiB`, "+strconv.Itoa(config.DefaultGCHeapFloorMiB)+" MiB unless `--counterd-flags` sets it)")
+	}
+	if limit := getenv("GOMEMLIMIT"); limit != "" {
+		parts = append(parts, "`GOMEMLIMIT="+limit+"` from the environment")
+	}
+	return "Go runtime: " + strings.Join(parts, "; ")
 }
