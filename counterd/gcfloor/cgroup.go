@@ -20,8 +20,8 @@ const unlimited = 1 << 62
 // memory.max under cgroup v2 and memory.limit_in_bytes under cgroup v1's memory controller.
 // procRoot and cgroupRoot are normally "/proc" and "/sys/fs/cgroup".
 //
-// A container usually sees its own cgroup at the root of cgroupRoot while /proc/self/cgroup
-// names the path on the host, so the root's file counts as an ancestor.
+// A container's own cgroup is usually mounted at the root of cgroupRoot, while
+// /proc/self/cgroup names its path on the host, so the root's file counts as an ancestor.
 func CgroupMemoryLimit(procRoot, cgroupRoot string) (uint64, bool) {
 	data, err := os.ReadFile(filepath.Join(procRoot, "self", "cgroup"))
 	if err != nil {

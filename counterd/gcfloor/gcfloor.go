@@ -80,7 +80,7 @@ func Start(floor uint64) *Floor {
 	return f
 }
 
-// arm asks for a call of cycle after the next collection.
+// arm registers a cleanup that calls cycle after the next collection.
 func (f *Floor) arm() {
 	runtime.AddCleanup(&marker{}, (*Floor).cycle, f)
 }
