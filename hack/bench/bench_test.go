@@ -299,3 +299,48 @@ func TestGoRuntimeSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestPeerBinariesOfTheChosenSystems(t *testing.T) {
+	for _, tc := range []struct {
+		only []string
+		want []string
+	}{
+		{[]string{sysCounterd}, nil},
+		{[]string{sysRedisLuaEverysec}, []string{"redis-server"}},
+		{[]string{sysCounterd, sysPostgres}, []string{"initdb", "postgres"}},
+		{[]string{sysRedisIncrAlways, sysPostgres}, []string{"redis-server", "initdb", "postgres"}},
+	} {
+		if got := peerBinaries(tc.only); !slices.Equal(got, tc.want) {
+			t.Errorf("peerBinaries(%q) = %q, want %q", tc.only, got, tc.want)
+		}
+	}
+	if got, want := packagesOf([]string{"initdb", "postgres", "redis-server"}), []string{"postgresql", "redis-server"}; !slices.Equal(got, want) {
+		t.Errorf("packagesOf = %q, want %q", got, want)
+	}
+}
+
+// versionScript writes an executable that prints line, in place of a server's --version.
+func versionScript(t *testing.T, name, line string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte("#!/bin/sh\necho '"+line+"'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestPeerVersionsListOnlyThePeersFound(t *testing.T) {
+	postgres := versionScript(t, "postgres", "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)")
+	got, err := peerVersions(map[string]string{"initdb": "/unused", "postgres": postgres})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"postgres: postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"}; !slices.Equal(got, want) {
+		t.Errorf("peerVersions = %q, want %q", got, want)
+	}
+
+	redis := versionScript(t, "redis-server", "Redis server v=6.2.0 sha=00000000:0")
+	if _, err := peerVersions(map[string]string{"redis-server": redis}); err == nil || !strings.Contains(err.Error(), "expected Redis 7.x") {
+		t.Errorf("peerVersions with Redis 6 = %v, want an error asking for Redis 7", err)
+	}
+}

@@ -201,31 +201,27 @@ func run(ctx context.Context, opts options, sup *supervisor) error {
 		}
 		return false
 	}
-	needPeers := wants(sysRedisIncrEverysec, sysRedisLuaEverysec, sysRedisIncrAlways, sysRedisLuaAlways, sysPostgres)
-	var bins map[string]string
-	if needPeers {
-		if !opts.skipInstall {
-			if err := installPeers(ctx); err != nil {
-				return err
-			}
+	peerNames := peerBinaries(opts.only)
+	if !opts.skipInstall {
+		if err := installPeers(ctx, peerNames); err != nil {
+			return err
 		}
-		var missing []string
-		bins, missing = findPeerBinaries()
-		if len(missing) > 0 {
-			return fmt.Errorf("missing %s: install redis-server and postgresql (PostgreSQL 15) or run without --skip-install", strings.Join(missing, ", "))
-		}
+	}
+	bins, missing := findPeerBinaries(peerNames)
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s: install the Debian packages %s, or run without --skip-install", strings.Join(missing, ", "), strings.Join(packagesOf(missing), " and "))
 	}
 
 	rep := &report{Command: opts.command, Started: time.Now().UTC(), Machine: describeMachine(tmp)}
 	rep.Versions = append(rep.Versions, "go: "+toolVersion("go", "version"))
-	rep.Versions = append(rep.Versions, "counterd: "+counterdCommit(root))
-	if needPeers {
-		redisVersion, postgresVersion, err := checkPeerVersions(bins)
-		if err != nil {
-			return err
-		}
-		rep.Versions = append(rep.Versions, "redis: "+redisVersion, "postgres: "+postgresVersion)
+	if wants(sysCounterd) || opts.scaleEvents > 0 {
+		rep.Versions = append(rep.Versions, "counterd: "+counterdCommit(root))
 	}
+	peers, err := peerVersions(bins)
+	if err != nil {
+		return err
+	}
+	rep.Versions = append(rep.Versions, peers...)
 
 	loads := workloads(opts.duration)
 	var binary string

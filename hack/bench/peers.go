@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,12 +23,27 @@ const pgBinDir = "/usr/lib/postgresql/15/bin"
 // startTimeout bounds the wait for a peer to accept connections.
 const startTimeout = 60 * time.Second
 
-// findPeerBinaries returns the paths of redis-server, initdb and postgres, or the names that
-// are missing.
-func findPeerBinaries() (map[string]string, []string) {
+// peerPackages maps each peer binary to the Debian package that installs it.
+var peerPackages = map[string]string{"redis-server": "redis-server", "initdb": "postgresql", "postgres": "postgresql"}
+
+// peerBinaries returns the binaries that the peer systems among systems need: redis-server
+// for the Redis setups, initdb and postgres for PostgreSQL.
+func peerBinaries(systems []string) []string {
+	var names []string
+	if slices.ContainsFunc(systems, func(s string) bool { return strings.HasPrefix(s, "redis-") }) {
+		names = append(names, "redis-server")
+	}
+	if slices.Contains(systems, sysPostgres) {
+		names = append(names, "initdb", "postgres")
+	}
+	return names
+}
+
+// findPeerBinaries returns the paths of the named binaries, or the names that are missing.
+func findPeerBinaries(names []string) (map[string]string, []string) {
 	found := map[string]string{}
 	var missing []string
-	for _, name := range []string{"redis-server", "initdb", "postgres"} {
+	for _, name := range names {
 		path := filepath.Join(pgBinDir, name)
 		if _, err := os.Stat(path); err == nil && name != "redis-server" {
 			found[name] = path
@@ -42,26 +58,39 @@ func findPeerBinaries() (map[string]string, []string) {
 	return found, missing
 }
 
-// installPeers installs Redis and PostgreSQL from Debian's packages when a binary is
-// missing. It runs apt-get update once first, because a fresh machine has no package lists.
+// packagesOf returns the Debian packages that install the named peer binaries.
+func packagesOf(names []string) []string {
+	var packages []string
+	for _, name := range names {
+		if pkg := peerPackages[name]; !slices.Contains(packages, pkg) {
+			packages = append(packages, pkg)
+		}
+	}
+	return packages
+}
+
+// installPeers installs the packages of the named binaries that are missing, from Debian's
+// packages. It runs apt-get update once first, because a fresh machine has no package lists.
 //
 // NOTE: on a machine without a policy-rc.d that forbids it, the packages' install scripts also
 // start the system's own Redis and PostgreSQL services. The harness does not use or stop them.
-func installPeers(ctx context.Context) error {
-	if _, missing := findPeerBinaries(); len(missing) == 0 {
+func installPeers(ctx context.Context, names []string) error {
+	_, missing := findPeerBinaries(names)
+	if len(missing) == 0 {
 		return nil
 	}
-	for _, args := range [][]string{{"update"}, {"install", "-y", "redis-server", "postgresql"}} {
+	packages := packagesOf(missing)
+	for _, args := range [][]string{{"update"}, append([]string{"install", "-y"}, packages...)} {
 		slog.Info("running apt-get", "args", args)
 		cmd := exec.CommandContext(ctx, "apt-get", args...)
 		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 		cmd.Stdout = os.Stderr
 		cmd.Stderr = os.Stderr
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("apt-get %s failed: %w; install redis-server and postgresql yourself and pass --skip-install", strings.Join(args, " "), err)
+			return fmt.Errorf("apt-get %s failed: %w; install %s yourself and pass --skip-install", strings.Join(args, " "), err, strings.Join(packages, " and "))
 		}
 	}
-	if _, missing := findPeerBinaries(); len(missing) > 0 {
+	if _, missing := findPeerBinaries(names); len(missing) > 0 {
 		return fmt.Errorf("still missing after apt-get install: %s", strings.Join(missing, ", "))
 	}
 	return nil
@@ -255,16 +284,23 @@ func waitReady(ctx context.Context, p *process, url string, timeout time.Duratio
 	}
 }
 
-// checkPeerVersions returns the version lines of redis-server and postgres, or an error when
-// they are not Redis 7 and PostgreSQL 15, the versions this comparison is defined for.
-func checkPeerVersions(bins map[string]string) (redisVersion, postgresVersion string, err error) {
-	redisVersion = toolVersion(bins["redis-server"], "--version")
-	postgresVersion = toolVersion(bins["postgres"], "--version")
-	if !strings.Contains(redisVersion, " v=7.") {
-		return "", "", fmt.Errorf("%s is %q, expected Redis 7.x: install Debian 12's redis-server package", bins["redis-server"], redisVersion)
+// peerVersions returns the version lines of the peers among bins, or an error when they are
+// not Redis 7 and PostgreSQL 15, the versions this comparison is defined for.
+func peerVersions(bins map[string]string) ([]string, error) {
+	var versions []string
+	if path, ok := bins["redis-server"]; ok {
+		v := toolVersion(path, "--version")
+		if !strings.Contains(v, " v=7.") {
+			return nil, fmt.Errorf("%s is %q, expected Redis 7.x: install Debian 12's redis-server package", path, v)
+		}
+		versions = append(versions, "redis: "+v)
 	}
-	if !strings.Contains(postgresVersion, "(PostgreSQL) 15.") {
-		return "", "", fmt.Errorf("%s is %q, expected PostgreSQL 15: install Debian 12's postgresql-15 package", bins["postgres"], postgresVersion)
+	if path, ok := bins["postgres"]; ok {
+		v := toolVersion(path, "--version")
+		if !strings.Contains(v, "(PostgreSQL) 15.") {
+			return nil, fmt.Errorf("%s is %q, expected PostgreSQL 15: install Debian 12's postgresql-15 package", path, v)
+		}
+		versions = append(versions, "postgres: "+v)
 	}
-	return redisVersion, postgresVersion, nil
+	return versions, nil
 }
