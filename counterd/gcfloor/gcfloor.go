@@ -19,24 +19,30 @@ import (
 	"sync"
 )
 
-// MaxPercent bounds the GC percent that a floor sets, so that a tiny live heap, such as at
-// start-up, cannot give a target far above the floor after the live heap grows in one cycle.
-const MaxPercent = 10000
+// minHeapAt100 is the smallest target of Go's pacer at a GC percent of 100. The pacer scales it
+// with the percent (heapMinimum in the runtime's mgcpacer.go), so a percent above
+// floor*100/minHeapAt100 would give a target above the floor whatever the live heap.
+const minHeapAt100 = 4 << 20
 
-const liveHeapMetric = "/gc/heap/live:bytes"
+// The runtime metrics that Go's collection target is computed from.
+const (
+	liveHeapMetric = "/gc/heap/live:bytes"
+	stackMetric    = "/gc/scan/stack:bytes"
+	globalsMetric  = "/gc/scan/globals:bytes"
+)
 
-// Percent returns the GC percent that gives a collection target of at least floor bytes for a
-// live heap of live bytes, and never less than base. Go's target is about live * (1 +
-// percent/100).
-func Percent(floor, live uint64, base int) int {
+// Percent returns the GC percent that gives a collection target of at least floor bytes, and
+// never less than base. live is the heap that the last collection found live, and roots the
+// stacks and globals it scanned. Go's target is live + (live + roots) * percent/100, so at a
+// small heap the roots weigh as much as the heap.
+func Percent(floor, live, roots uint64, base int) int {
 	if live == 0 || floor <= live {
 		return base
 	}
+	scanned := live + roots
 	// Round up, so that the target reaches the floor.
-	p := ((floor-live)*100 + live - 1) / live
-	if p > MaxPercent {
-		return MaxPercent
-	}
+	p := ((floor-live)*100 + scanned - 1) / scanned
+	p = min(p, floor*100/minHeapAt100)
 	return max(int(p), base)
 }
 
@@ -69,7 +75,7 @@ func Start(floor uint64) *Floor {
 		floor:   floor,
 		base:    base,
 		percent: base,
-		sample:  []metrics.Sample{{Name: liveHeapMetric}},
+		sample:  []metrics.Sample{{Name: liveHeapMetric}, {Name: stackMetric}, {Name: globalsMetric}},
 	}
 	if base < 0 {
 		f.stopped = true
@@ -100,10 +106,14 @@ func (f *Floor) adjust() bool {
 		return false
 	}
 	metrics.Read(f.sample)
-	if f.sample[0].Value.Kind() != metrics.KindUint64 {
-		return true
+	var values [3]uint64
+	for i, s := range f.sample {
+		if s.Value.Kind() != metrics.KindUint64 {
+			return true
+		}
+		values[i] = s.Value.Uint64()
 	}
-	if p := Percent(f.floor, f.sample[0].Value.Uint64(), f.base); p != f.percent {
+	if p := Percent(f.floor, values[0], values[1]+values[2], f.base); p != f.percent {
 		debug.SetGCPercent(p)
 		f.percent = p
 	}

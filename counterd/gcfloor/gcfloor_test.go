@@ -14,25 +14,31 @@ const mib = 1 << 20
 
 func TestPercent(t *testing.T) {
 	for _, tc := range []struct {
-		name        string
-		floor, live uint64
-		base, want  int
+		name               string
+		floor, live, roots uint64
+		base, want         int
 	}{
-		{"small live heap", 256 * mib, 25 * mib, 100, 924},
-		{"exact multiple", 256 * mib, 64 * mib, 100, 300},
-		{"live heap above half the floor", 256 * mib, 200 * mib, 100, 100},
-		{"live heap above the floor", 256 * mib, 300 * mib, 100, 100},
-		{"no collection yet", 256 * mib, 0, 100, 100},
-		{"tiny live heap", 256 * mib, 1024, 100, MaxPercent},
-		{"higher base", 256 * mib, 100 * mib, 200, 200},
+		{"small live heap", 256 * mib, 25 * mib, 0, 100, 924},
+		{"exact multiple", 256 * mib, 64 * mib, 0, 100, 300},
+		{"roots count in the target", 256 * mib, 2 * mib, 2 * mib, 100, 6350},
+		{"live heap above half the floor", 256 * mib, 200 * mib, mib, 100, 100},
+		{"live heap above the floor", 256 * mib, 300 * mib, 0, 100, 100},
+		{"no collection yet", 256 * mib, 0, mib, 100, 100},
+		{"tiny live heap", 256 * mib, 1024, 0, 100, 6400},
+		{"higher base", 256 * mib, 100 * mib, 0, 200, 200},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Percent(tc.floor, tc.live, tc.base)
+			got := Percent(tc.floor, tc.live, tc.roots, tc.base)
 			if got != tc.want {
-				t.Fatalf("Percent(%d, %d, %d) = %d, want %d", tc.floor, tc.live, tc.base, got, tc.want)
+				t.Fatalf("Percent(%d, %d, %d, %d) = %d, want %d", tc.floor, tc.live, tc.roots, tc.base, got, tc.want)
 			}
-			if tc.live > 0 && got < MaxPercent && tc.live+tc.live*uint64(got)/100 < tc.floor {
-				t.Fatalf("percent %d gives a target of %d bytes, below the floor of %d", got, tc.live+tc.live*uint64(got)/100, tc.floor)
+			if got == tc.base || got == int(tc.floor*100/minHeapAt100) {
+				return
+			}
+			// Go's target for the percent: at least the floor, and not more than 1% above.
+			target := tc.live + (tc.live+tc.roots)*uint64(got)/100
+			if target < tc.floor || target > tc.floor+tc.floor/100 {
+				t.Fatalf("percent %d gives a target of %d bytes for a floor of %d", got, target, tc.floor)
 			}
 		})
 	}
@@ -79,6 +85,10 @@ func TestFloorFollowsTheLiveHeap(t *testing.T) {
 	collectUntil(t, "small live heap", func() bool {
 		return percent() > 100 && readMetric(t, "/gc/heap/goal:bytes") >= floor
 	})
+	// The stacks and globals count in the target, so it does not overshoot the floor.
+	if goal := readMetric(t, "/gc/heap/goal:bytes"); goal > floor+floor/20 {
+		t.Fatalf("heap goal %d bytes, more than 5%% above the floor of %d", goal, floor)
+	}
 
 	// A live heap above half the floor gets Go's own pacing back.
 	big := make([]byte, 160*mib)
