@@ -15,6 +15,19 @@ import (
 // the largest page-aligned int64.
 const unlimited = 1 << 62
 
+// LimitShare is the largest share of a memory limit that a floor may take: the rest is left
+// to memory outside the Go heap, such as Pebble's block cache in a build with cgo, and to
+// the heap's growth above the floor.
+const LimitShare = 4
+
+// Capped returns floor, lowered to a LimitShare-th of limit when limit is not zero.
+func Capped(floor, limit uint64) uint64 {
+	if limit != 0 && floor > limit/LimitShare {
+		return limit / LimitShare
+	}
+	return floor
+}
+
 // CgroupMemoryLimit returns the lowest memory limit of the process's cgroup and its
 // ancestors, as a container runtime or systemd sets it, and false when none sets one. It reads
 // memory.max under cgroup v2 and memory.limit_in_bytes under cgroup v1's memory controller.

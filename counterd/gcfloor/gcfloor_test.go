@@ -122,6 +122,21 @@ func TestStartWithTheCollectorOff(t *testing.T) {
 	}
 }
 
+func TestCappedByTheMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		floor, limit, want uint64
+	}{
+		{256 * mib, 0, 256 * mib},
+		{256 * mib, 512 * mib, 128 * mib},
+		{64 * mib, 1024 * mib, 64 * mib},
+		{256 * mib, 1024 * mib, 256 * mib},
+	} {
+		if got := Capped(tc.floor, tc.limit); got != tc.want {
+			t.Errorf("Capped(%d MiB, %d MiB) = %d MiB, want %d MiB", tc.floor/mib, tc.limit/mib, got/mib, tc.want/mib)
+		}
+	}
+}
+
 // writeFile creates file with its directories.
 func writeFile(t *testing.T, file, data string) {
 	t.Helper()

@@ -136,10 +136,12 @@ func startHeapFloor(cfg *config.Config, logger *slog.Logger) func() {
 		return func() {}
 	}
 	floor := uint64(cfg.GCHeapFloorMiB) << 20
-	if limit, ok := gcfloor.CgroupMemoryLimit("/proc", "/sys/fs/cgroup"); ok && floor > limit/4 {
-		logger.Info("Lowered the GC heap floor to a quarter of the cgroup's memory limit",
-			"configuredMiB", cfg.GCHeapFloorMiB, "limitMiB", limit>>20, "floorMiB", (limit/4)>>20)
-		floor = limit / 4
+	if limit, ok := gcfloor.CgroupMemoryLimit("/proc", "/sys/fs/cgroup"); ok {
+		if capped := gcfloor.Capped(floor, limit); capped < floor {
+			logger.Info("Lowered the GC heap floor to a quarter of the cgroup's memory limit",
+				"configuredMiB", cfg.GCHeapFloorMiB, "limitMiB", limit>>20, "floorMiB", capped>>20)
+			floor = capped
+		}
 	}
 	return gcfloor.Start(floor).Stop
 }
