@@ -34,7 +34,7 @@ const (
 // Percent returns the GC percent that gives a collection target of at least floor bytes, and
 // never less than base. live is the heap that the last collection found live, and roots the
 // stacks and globals it scanned. Go's target is live + (live + roots) * percent/100, so at a
-// small heap the roots weigh as much as the heap.
+// small heap the roots can weigh as much as the heap.
 func Percent(floor, live, roots uint64, base int) int {
 	if live == 0 || floor <= live {
 		return base
