@@ -35,14 +35,18 @@ const (
 // never less than base. live is the heap that the last collection found live, and roots the
 // stacks and globals it scanned. Go's target is live + (live + roots) * percent/100, so at a
 // small heap the roots can weigh as much as the heap.
+//
+// Before the first collection, live is zero and the pacer's minimum alone sets the target, so
+// the floor applies from the start.
 func Percent(floor, live, roots uint64, base int) int {
-	if live == 0 || floor <= live {
+	if floor <= live {
 		return base
 	}
-	scanned := live + roots
-	// Round up, so that the target reaches the floor.
-	p := ((floor-live)*100 + scanned - 1) / scanned
-	p = min(p, floor*100/minHeapAt100)
+	p := floor * 100 / minHeapAt100
+	if scanned := live + roots; scanned > 0 {
+		// Round up, so that the target reaches the floor.
+		p = min(p, ((floor-live)*100+scanned-1)/scanned)
+	}
 	return max(int(p), base)
 }
 

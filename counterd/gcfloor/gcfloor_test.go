@@ -23,7 +23,8 @@ func TestPercent(t *testing.T) {
 		{"roots count in the target", 256 * mib, 2 * mib, 2 * mib, 100, 6350},
 		{"live heap above half the floor", 256 * mib, 200 * mib, mib, 100, 100},
 		{"live heap above the floor", 256 * mib, 300 * mib, 0, 100, 100},
-		{"no collection yet", 256 * mib, 0, mib, 100, 100},
+		{"no collection yet", 256 * mib, 0, mib, 100, 6400},
+		{"no collection yet, no roots", 256 * mib, 0, 0, 100, 6400},
 		{"tiny live heap", 256 * mib, 1024, 0, 100, 6400},
 		{"higher base", 256 * mib, 100 * mib, 0, 200, 200},
 	} {

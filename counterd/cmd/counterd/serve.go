@@ -143,5 +143,6 @@ func startHeapFloor(cfg *config.Config, logger *slog.Logger) func() {
 			floor = capped
 		}
 	}
+	logger.Info("Started the GC heap floor", "floorMiB", floor>>20)
 	return gcfloor.Start(floor).Stop
 }
