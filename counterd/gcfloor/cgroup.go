@@ -15,15 +15,15 @@ import (
 // the largest page-aligned int64.
 const unlimited = 1 << 62
 
-// LimitShare is the largest share of a memory limit that a floor may take: the rest is left
-// to memory outside the Go heap, such as Pebble's block cache in a build with cgo, and to
-// the heap's growth above the floor.
-const LimitShare = 4
+// LimitDivisor divides a memory limit into the largest floor that the limit allows. The other
+// three quarters are left to memory outside the Go heap, such as Pebble's block cache in a
+// build with cgo, and to the heap's growth above the floor.
+const LimitDivisor = 4
 
-// Capped returns floor, lowered to a LimitShare-th of limit when limit is not zero.
+// Capped returns floor, lowered to limit/LimitDivisor when limit is not zero.
 func Capped(floor, limit uint64) uint64 {
-	if limit != 0 && floor > limit/LimitShare {
-		return limit / LimitShare
+	if limit != 0 && floor > limit/LimitDivisor {
+		return limit / LimitDivisor
 	}
 	return floor
 }
