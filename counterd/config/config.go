@@ -82,7 +82,8 @@ type Config struct {
 	// GCHeapFloorMiB is the heap size, in MiB, below which the Go garbage collector does not
 	// start a cycle, and zero means DefaultGCHeapFloorMiB. With a small live heap, Go's
 	// default target of twice the live heap makes the collector run several times a second
-	// under load, and those cycles make up much of the slowest percentile of requests. Above
+	// under load, and on a machine with few cores those cycles make up much of the slowest
+	// percentile of requests. Above
 	// half the floor, the live heap gets Go's own pacing. The floor is at most a quarter of
 	// the memory limit of the process's cgroup, GOMEMLIMIT still caps the heap, and with GOGC
 	// set in the environment the floor is off.
