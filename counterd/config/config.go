@@ -82,11 +82,10 @@ type Config struct {
 	// GCHeapFloorMiB is the heap size, in MiB, below which the Go garbage collector does not
 	// start a cycle, and zero means DefaultGCHeapFloorMiB. With a small live heap, Go's
 	// default target of twice the live heap makes the collector run several times a second
-	// under load, and on a machine with few cores those cycles make up much of the slowest
-	// percentile of requests. Above
-	// half the floor, the live heap gets Go's own pacing. The floor is at most a quarter of
-	// the memory limit of the process's cgroup, GOMEMLIMIT still caps the heap, and with GOGC
-	// set in the environment the floor is off.
+	// under load. On a machine with few cores, those cycles make up much of the slowest
+	// percentile of requests. Above half the floor, the live heap gets Go's own pacing. The
+	// floor is at most a quarter of the memory limit of the process's cgroup, GOMEMLIMIT still
+	// caps the heap, and with GOGC set in the environment the floor is off.
 	GCHeapFloorMiB int `json:"gcHeapFloorMiB,omitempty"`
 	// Namespaces lists the counter namespaces. With none, the namespace "default" of type
 	// EventuallyConsistent is served.

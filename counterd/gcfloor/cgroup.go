@@ -11,8 +11,8 @@ import (
 	"strings"
 )
 
-// unlimited is the smallest value that a cgroup file may hold for no limit: cgroup v1 writes
-// the largest page-aligned int64.
+// unlimited is the value at and above which a cgroup file's limit counts as none. For no limit,
+// cgroup v1 writes the largest page-aligned int64.
 const unlimited = 1 << 62
 
 // LimitDivisor divides a memory limit into the largest floor that the limit allows. The other

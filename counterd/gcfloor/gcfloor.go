@@ -101,7 +101,7 @@ func (f *Floor) cycle() {
 	}
 }
 
-// adjust sets the GC percent from the live heap of the last collection. It returns false once
+// adjust sets the GC percent from the live heap and the roots of the last collection. It returns false once
 // the floor is stopped.
 func (f *Floor) adjust() bool {
 	f.mu.Lock()
