@@ -103,14 +103,14 @@ func profilesFor(i int) []profileSpec {
 }
 
 // runCounterd starts counterd, runs each workload through the harness's driver
-// and takes the profiles of profilesFor during the runs.
+// and, in the first round, takes the profiles of profilesFor during the runs.
 func runCounterd(ctx context.Context, sup *supervisor, binary string, serveFlags []string, tmp, artifacts string, loads []workload, rep *report) error {
 	p, addr, _, err := startCounterd(ctx, sup, binary, serveFlags, tmp, "")
 	if err != nil {
 		return err
 	}
 	defer sup.stop(p)
-	rep.Configs = append(rep.Configs, systemConfig{
+	rep.addConfig(systemConfig{
 		System: sysCounterd,
 		Lines: []string{
 			"`" + strings.Join(append([]string{"counterd serve --listen", addr, "--data-dir TMP --pprof"}, serveFlags...), " ") + "`, no config file: " +
@@ -129,7 +129,10 @@ func runCounterd(ctx context.Context, sup *supervisor, binary string, serveFlags
 	}
 
 	for i, w := range loads {
-		specs := profilesFor(i)
+		var specs []profileSpec
+		if rep.round == 1 {
+			specs = profilesFor(i)
+		}
 		profiles := make(chan error, len(specs))
 		for _, spec := range specs {
 			go func() { profiles <- saveProfile(ctx, addr, binary, artifacts, spec, w.Duration, rep) }()

@@ -63,7 +63,9 @@ type result struct {
 	System   string
 	Config   string
 	Workload string
-	Elapsed  time.Duration
+	// Round is the round of the run, from 1.
+	Round   int
+	Elapsed time.Duration
 	// Ops has the measurements by operation: loadgen.OpAdd, OpGet and OpDuplicate.
 	Ops map[string]*loadgen.OpStats
 	// Checked is the number of counters compared with their acknowledged adds.

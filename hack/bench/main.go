@@ -6,8 +6,10 @@
 // system in turn with the same client concurrency. Each run ends with a check of every
 // counter against the acknowledged adds. The read-heavy run is followed by a rate-limited
 // get-only phase, and each counterd run by a measurement of its convergence delay. With
-// --scale-events, a scale run on counterd alone follows. Every process it started is stopped
-// at the end, also on failure or Ctrl-C.
+// --scale-events, a scale run on counterd alone follows. With --rounds, the systems run in
+// turn that many times, each round on new servers, and the report gives each round's ratios
+// and their medians. Every process it started is stopped at the end, also on failure or
+// Ctrl-C.
 //
 //	go run ./hack/bench --duration 20s
 package main
@@ -58,7 +60,9 @@ const (
 
 // options are the command-line flags.
 type options struct {
-	duration    time.Duration
+	duration time.Duration
+	// rounds is how many times every chosen system runs, in turn.
+	rounds      int
 	only        []string
 	out         string
 	skipInstall bool
@@ -95,7 +99,8 @@ func main() {
 
 func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	duration := fs.Duration("duration", 20*time.Second, "length of the load phase of each run; there are two runs per system")
+	duration := fs.Duration("duration", 20*time.Second, "length of the load phase of each run; there are two runs per system and round")
+	rounds := fs.Int("rounds", 1, "number of rounds; each runs every chosen system in turn on new servers, so that the report shows the spread between rounds")
 	only := fs.String("only", strings.Join(allSystems, ","), "comma-separated systems to run, from: "+strings.Join(allSystems, ", "))
 	out := fs.String("out", "BENCHMARKS.md", "Markdown file whose generated section receives the results; the plot, results.json and profiles go to a directory beside it")
 	skipInstall := fs.Bool("skip-install", false, "do not run apt-get when redis-server or PostgreSQL 15 is missing")
@@ -111,13 +116,16 @@ func parseFlags(args []string) (options, error) {
 	if *duration <= 0 {
 		return options{}, fmt.Errorf("invalid --duration %v: use a positive duration such as 20s", *duration)
 	}
+	if *rounds < 1 {
+		return options{}, fmt.Errorf("invalid --rounds %d: use 1 or more", *rounds)
+	}
 	if *scaleEvents < 0 {
 		return options{}, fmt.Errorf("invalid --scale-events %d: use a positive number of adds, or 0 to skip the scale run", *scaleEvents)
 	}
 	if *scaleCounters <= 0 {
 		return options{}, fmt.Errorf("invalid --scale-counters %d: use a positive number", *scaleCounters)
 	}
-	opts := options{duration: *duration, out: *out, skipInstall: *skipInstall, scaleEvents: *scaleEvents, scaleCounters: *scaleCounters,
+	opts := options{duration: *duration, rounds: *rounds, out: *out, skipInstall: *skipInstall, scaleEvents: *scaleEvents, scaleCounters: *scaleCounters,
 		serveFlags: strings.Fields(*serveFlags)}
 	for _, s := range strings.Split(*only, ",") {
 		s = strings.TrimSpace(s)
@@ -212,7 +220,7 @@ func run(ctx context.Context, opts options, sup *supervisor) error {
 		return fmt.Errorf("missing %s: install the Debian packages %s, or run without --skip-install", strings.Join(missing, ", "), strings.Join(packagesOf(missing), " and "))
 	}
 
-	rep := &report{Command: opts.command, Started: time.Now().UTC(), Machine: describeMachine(tmp)}
+	rep := &report{Command: opts.command, Started: time.Now().UTC(), Machine: describeMachine(tmp), Rounds: opts.rounds}
 	rep.Versions = append(rep.Versions, "go: "+toolVersion("go", "version"))
 	if wants(sysCounterd) || opts.scaleEvents > 0 {
 		rep.Versions = append(rep.Versions, "counterd: "+counterdCommit(root))
@@ -230,23 +238,28 @@ func run(ctx context.Context, opts options, sup *supervisor) error {
 			return err
 		}
 	}
-	if wants(sysCounterd) {
-		if err := runCounterd(ctx, sup, binary, opts.serveFlags, tmp, artifacts, loads, rep); err != nil {
-			return err
+	for rep.round = 1; rep.round <= opts.rounds; rep.round++ {
+		if opts.rounds > 1 {
+			slog.Info("round", "round", rep.round, "of", opts.rounds)
 		}
-	}
-	for _, fsync := range []string{"everysec", "always"} {
-		plain, lua := "redis-incr-"+fsync, "redis-lua-"+fsync
-		if !wants(plain, lua) {
-			continue
+		if wants(sysCounterd) {
+			if err := runCounterd(ctx, sup, binary, opts.serveFlags, tmp, artifacts, loads, rep); err != nil {
+				return err
+			}
 		}
-		if err := runRedis(ctx, sup, bins["redis-server"], tmp, fsync, wants(plain), wants(lua), loads, rep); err != nil {
-			return err
+		for _, fsync := range []string{"everysec", "always"} {
+			plain, lua := "redis-incr-"+fsync, "redis-lua-"+fsync
+			if !wants(plain, lua) {
+				continue
+			}
+			if err := runRedis(ctx, sup, bins["redis-server"], tmp, fsync, wants(plain), wants(lua), loads, rep); err != nil {
+				return err
+			}
 		}
-	}
-	if wants(sysPostgres) {
-		if err := runPostgres(ctx, sup, bins, tmp, loads, rep); err != nil {
-			return err
+		if wants(sysPostgres) {
+			if err := runPostgres(ctx, sup, bins, tmp, loads, rep); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -270,7 +283,7 @@ func runRedis(ctx context.Context, sup *supervisor, binary, tmp, fsync string, p
 		return err
 	}
 	defer sup.stop(p)
-	rep.Configs = append(rep.Configs, systemConfig{
+	rep.addConfig(systemConfig{
 		System: "redis (appendfsync " + fsync + ")",
 		Lines:  strings.Split(strings.TrimSpace(config), "\n"),
 		Code:   true,
@@ -318,7 +331,7 @@ func runPostgres(ctx context.Context, sup *supervisor, bins map[string]string, t
 		lines = append(lines, "  -c "+s)
 	}
 	lines = append(lines, "add: "+strings.Join(strings.Fields(postgresAdd), " "))
-	rep.Configs = append(rep.Configs, systemConfig{
+	rep.addConfig(systemConfig{
 		System: "postgres", Lines: lines, Code: true,
 		Client: "pgx v5 pgxpool with 64 connections opened up front. pgx prepares each statement once per connection (QueryExecModeCacheStatement)",
 	})
@@ -344,14 +357,14 @@ func runAll(ctx context.Context, t target, system, config string, loads []worklo
 // runWorkload runs w against t, then, for a workload with OpenLoop set, the open-loop get
 // phase at openLoopShare of the gets per second reached, and appends the result to rep.
 func runWorkload(ctx context.Context, t target, system, config string, w workload, rep *report) error {
-	slog.Info("run", "system", system, "workload", w.Name, "duration", w.Duration)
+	slog.Info("run", "system", system, "workload", w.Name, "duration", w.Duration, "round", rep.round)
 	res, d, err := runTarget(ctx, t, w)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", system, w.Name, err)
 	}
-	res.System, res.Config = system, config
+	res.System, res.Config, res.Round = system, config, rep.round
 	res.NotIdempotent = !t.Idempotent()
-	attrs := []any{"system", system, "workload", w.Name,
+	attrs := []any{"system", system, "workload", w.Name, "round", rep.round,
 		"adds_per_second", int(res.Rate(loadgen.OpAdd)), "gets_per_second", int(res.Rate(loadgen.OpGet)),
 		"errors", res.Errors(), "checked", res.Checked, "mismatches", res.Mismatches, "excess", res.Excess,
 		"acked_duplicates", res.AckedDuplicates, "check_seconds", res.Waited.Seconds()}

@@ -29,6 +29,9 @@ type report struct {
 	Versions          []string
 	Configs           []systemConfig
 	Results           []*result
+	// Rounds is the number of rounds requested, and round the one running.
+	Rounds int
+	round  int
 	// Scale is the scale run, when --scale-events enabled it.
 	Scale *scaleResult
 
@@ -43,6 +46,42 @@ func (r *report) addProfile(p savedProfile) {
 	defer r.mu.Unlock()
 	r.Profiles = append(r.Profiles, p)
 	slices.SortFunc(r.Profiles, func(a, b savedProfile) int { return a.Order - b.Order })
+}
+
+// addConfig records the setup of a system in the first round. Later rounds start the same
+// setup on other ports and directories.
+func (r *report) addConfig(c systemConfig) {
+	if r.round <= 1 {
+		r.Configs = append(r.Configs, c)
+	}
+}
+
+// roundHeader returns a table line with a first column for the round when the report holds
+// several rounds, and line unchanged otherwise.
+func (r *report) roundHeader(line string) string {
+	if !r.multiRound() {
+		return line
+	}
+	if strings.HasPrefix(line, "|---") {
+		return "|---:" + line
+	}
+	return "| round " + line
+}
+
+// roundCell returns the round column of res's row, empty with a single round.
+func (r *report) roundCell(res *result) string {
+	if !r.multiRound() {
+		return ""
+	}
+	return fmt.Sprintf("| %d ", res.Round)
+}
+
+// roundLabel prefixes res's label in the plot with its round when there are several.
+func (r *report) roundLabel(res *result) string {
+	if !r.multiRound() {
+		return ""
+	}
+	return fmt.Sprintf("round %d: ", res.Round)
 }
 
 // systemConfig is the setup of one system as the report states it.
@@ -125,8 +164,8 @@ func (r *report) markdown(outPath, plot, results string) string {
 		"Throughput counts first copies only: the re-sent copies are not in adds/s, and `dup p99` is their latency.\n\n",
 		concurrency, counters, zipfExponent, duplicateRate*100)
 
-	fmt.Fprintln(&b, "| system | config | workload | adds/s | gets/s | add p50 | add p99 | get p50 | get p99 | dup p99 | errors | checked | mismatches |")
-	fmt.Fprintln(&b, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(&b, r.roundHeader("| system | config | workload | adds/s | gets/s | add p50 | add p99 | get p50 | get p99 | dup p99 | errors | checked | mismatches |"))
+	fmt.Fprintln(&b, r.roundHeader("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"))
 	for _, res := range r.Results {
 		add, get, dup := res.Ops[loadgen.OpAdd], res.Ops[loadgen.OpGet], res.Ops[loadgen.OpDuplicate]
 		mismatches := fmt.Sprint(res.Mismatches)
@@ -136,8 +175,8 @@ func (r *report) markdown(outPath, plot, results string) string {
 		if res.Ambiguous > 0 {
 			mismatches += fmt.Sprintf(", %d ambiguous", res.Ambiguous)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %d | %d | %s |\n",
-			res.System, res.Config, res.Workload, res.Rate(loadgen.OpAdd), res.Rate(loadgen.OpGet),
+		fmt.Fprintf(&b, "%s| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %d | %d | %s |\n",
+			r.roundCell(res), res.System, res.Config, res.Workload, res.Rate(loadgen.OpAdd), res.Rate(loadgen.OpGet),
 			ms(add.Latency.Quantile(0.5)), ms(add.Latency.Quantile(0.99)),
 			ms(get.Latency.Quantile(0.5)), ms(get.Latency.Quantile(0.99)), ms(dup.Latency.Quantile(0.99)),
 			res.Errors(), res.Checked, mismatches)
@@ -165,6 +204,7 @@ func (r *report) markdown(outPath, plot, results string) string {
 	fmt.Fprintf(&b, "![adds and gets per second and p99 latency per system](%s)\n\n", plot)
 	fmt.Fprintf(&b, "The same figures, for comparison with later runs: [%s](%s).\n\n", filepath.Base(results), results)
 
+	r.writeTargets(&b)
 	r.writeOpenLoop(&b)
 	r.writeConvergence(&b)
 	r.writeScale(&b, outPath)
@@ -193,6 +233,7 @@ func (r *report) markdown(outPath, plot, results string) string {
 
 // runSummary is one run in results.json. Latencies are in milliseconds.
 type runSummary struct {
+	Round           int                `json:"round"`
 	System          string             `json:"system"`
 	Config          string             `json:"config"`
 	Workload        string             `json:"workload"`
@@ -218,7 +259,7 @@ func (r *report) writeJSON(path string) error {
 	runs := make([]runSummary, 0, len(r.Results))
 	for _, res := range r.Results {
 		run := runSummary{
-			System: res.System, Config: res.Config, Workload: res.Workload, Seconds: res.Elapsed.Seconds(),
+			Round: res.Round, System: res.System, Config: res.Config, Workload: res.Workload, Seconds: res.Elapsed.Seconds(),
 			PerSecond: map[string]float64{}, P50: map[string]float64{}, P99: map[string]float64{},
 			Errors: res.Errors(), Checked: res.Checked, Mismatches: res.Mismatches, Ambiguous: res.Ambiguous,
 			NotIdempotent: res.NotIdempotent, AckedDuplicates: res.AckedDuplicates, Excess: res.Excess,
@@ -241,7 +282,7 @@ func (r *report) writeJSON(path string) error {
 	}
 	doc := map[string]any{
 		"command": strings.TrimSpace(r.Command), "started": r.Started, "machine": r.Machine,
-		"versions": r.Versions, "runs": runs, "profiles": profiles,
+		"versions": r.Versions, "rounds": max(r.Rounds, 1), "runs": runs, "profiles": profiles,
 	}
 	if r.Scale != nil {
 		doc["scale"] = r.Scale.summary(r.smallRunAdds())
@@ -302,7 +343,7 @@ func (r *report) svg() string {
 
 	for i, res := range r.Results {
 		y := top + i*rowHeight
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", labelWidth-10, y+barHeight, html.EscapeString(res.System+", "+res.Workload))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", labelWidth-10, y+barHeight, html.EscapeString(r.roundLabel(res)+res.System+", "+res.Workload))
 
 		adds, gets := res.Rate(loadgen.OpAdd), res.Rate(loadgen.OpGet)
 		addWidth := adds / maxRate * panelWidth
