@@ -277,6 +277,9 @@ func (s *Server) registerStoreMetrics() {
 		counter("counterd_events_written_total", "Events appended to the event log, duplicates excluded.", stats.EventsWritten.Load),
 		counter("counterd_events_duplicate_total", "Appended events whose idempotency token was already in the log.", stats.Duplicates.Load),
 		counter("counterd_store_syncs_total", "Syncs of the embedded store's write-ahead log that made appends durable.", stats.Syncs.Load),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "counterd_store_sync_seconds_total",
+			Help: "Time spent in the syncs that counterd_store_syncs_total counts; the ratio of their rates is the mean sync time, a floor under add latency."},
+			func() float64 { return float64(stats.SyncNanos.Load()) / 1e9 }),
 		counter("counterd_checkpoints_written_total", "Checkpoints written to the rollup store.", stats.CheckpointsWritten.Load),
 		&storeUsageCollector{store: ps},
 	)

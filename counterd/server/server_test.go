@@ -200,7 +200,7 @@ func TestHealthReflectionAndMetrics(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, name := range []string{"counterd_request_duration_seconds", "counterd_rollup_queue_depth", "counterd_events_written_total", "counterd_store_syncs_total", "counterd_checkpoints_written_total", "counterd_store_block_cache_hits_total", "counterd_store_block_cache_misses_total", "counterd_store_block_cache_bytes", "counterd_store_disk_bytes"} {
+	for _, name := range []string{"counterd_request_duration_seconds", "counterd_rollup_queue_depth", "counterd_events_written_total", "counterd_store_syncs_total", "counterd_store_sync_seconds_total", "counterd_checkpoints_written_total", "counterd_store_block_cache_hits_total", "counterd_store_block_cache_misses_total", "counterd_store_block_cache_bytes", "counterd_store_disk_bytes"} {
 		if !bytes.Contains(body, []byte(name)) {
 			t.Errorf("/metrics lacks %s", name)
 		}
