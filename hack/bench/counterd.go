@@ -22,6 +22,7 @@ import (
 type counterdTarget struct {
 	client    *client.Client
 	namespace string
+	addr      string
 }
 
 // newCounterdTarget returns a target for the server at addr, serving the default namespace.
@@ -33,7 +34,7 @@ func newCounterdTarget(addr string) (*counterdTarget, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create a counterd client for %s: %w", addr, err)
 	}
-	return &counterdTarget{client: c, namespace: config.DefaultNamespace}, nil
+	return &counterdTarget{client: c, namespace: config.DefaultNamespace, addr: addr}, nil
 }
 
 func (c *counterdTarget) Add(ctx context.Context, counter, token string, generated time.Time, delta int64) error {
@@ -58,6 +59,16 @@ func (c *counterdTarget) ReadAll(ctx context.Context, counters []string) ([]int6
 }
 
 func (c *counterdTarget) Idempotent() bool { return true }
+
+// sampleMetrics reads counterd's /metrics.
+func (c *counterdTarget) sampleMetrics(ctx context.Context) (map[string]float64, error) {
+	body, err := getOK(ctx, "http://"+c.addr+"/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	return parseMetrics(body)
+}
 
 func (c *counterdTarget) MaybeApplied(err error) bool { return client.MaybeApplied(err) }
 

@@ -90,6 +90,8 @@ type result struct {
 	Convergence *convergence
 	// OpenLoop is the rate-limited get phase after the read-heavy run.
 	OpenLoop *openLoopResult
+	// Server is what the server and the machine did in the load phase, for a serverSampler.
+	Server *serverLoad
 }
 
 // Rate returns operations of type op per second over the load phase.
@@ -165,6 +167,15 @@ func runTarget(ctx context.Context, t target, w workload) (*result, *driver, err
 	loadCtx, cancel := context.WithTimeout(ctx, w.Duration)
 	defer cancel()
 	stats := make([]*workerStats, w.Concurrency)
+	sampler, sampled := t.(serverSampler)
+	var before loadSample
+	if sampled {
+		var err error
+		if before, err = takeLoadSample(ctx, sampler); err != nil {
+			slog.Warn("sampling the server's metrics failed; the report leaves out its load", "err", err)
+			sampled = false
+		}
+	}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range stats {
@@ -182,6 +193,14 @@ func runTarget(ctx context.Context, t target, w workload) (*result, *driver, err
 	}
 
 	res := &result{Workload: w.Name, Elapsed: elapsed, Ops: map[string]*loadgen.OpStats{}}
+	if sampled {
+		after, err := takeLoadSample(ctx, sampler)
+		if err != nil {
+			slog.Warn("sampling the server's metrics failed; the report leaves out its load", "err", err)
+		} else {
+			res.Server = loadBetween(before, after)
+		}
+	}
 	for _, op := range opTypes {
 		s := &loadgen.OpStats{Latency: new(loadgen.Histogram)}
 		for _, ws := range stats {

@@ -205,6 +205,7 @@ func (r *report) markdown(outPath, plot, results string) string {
 	fmt.Fprintf(&b, "The same figures, for comparison with later runs: [%s](%s).\n\n", filepath.Base(results), results)
 
 	r.writeTargets(&b)
+	r.writeServerLoad(&b)
 	r.writeOpenLoop(&b)
 	r.writeConvergence(&b)
 	r.writeScale(&b, outPath)
@@ -252,6 +253,7 @@ type runSummary struct {
 	CheckSeconds float64             `json:"checkSeconds"`
 	Convergence  *convergenceSummary `json:"convergence,omitempty"`
 	OpenLoop     *openLoopSummary    `json:"openLoop,omitempty"`
+	Server       *serverLoad         `json:"server,omitempty"`
 }
 
 // writeJSON saves the results with the command, machine and versions to path.
@@ -264,7 +266,7 @@ func (r *report) writeJSON(path string) error {
 			Errors: res.Errors(), Checked: res.Checked, Mismatches: res.Mismatches, Ambiguous: res.Ambiguous,
 			NotIdempotent: res.NotIdempotent, AckedDuplicates: res.AckedDuplicates, Excess: res.Excess,
 			CheckSeconds: res.Waited.Seconds(),
-			Convergence:  res.Convergence.summary(), OpenLoop: res.OpenLoop.summary(),
+			Convergence:  res.Convergence.summary(), OpenLoop: res.OpenLoop.summary(), Server: res.Server,
 		}
 		for op, stats := range res.Ops {
 			if stats.Count == 0 {
