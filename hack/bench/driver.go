@@ -90,7 +90,8 @@ type result struct {
 	Convergence *convergence
 	// OpenLoop is the rate-limited get phase after the read-heavy run.
 	OpenLoop *openLoopResult
-	// Server is what the server and the machine did in the load phase, for a serverSampler.
+	// Server is the load of the server and of the machine in the load phase, for a
+	// serverSampler.
 	Server *serverLoad
 }
 
@@ -172,7 +173,7 @@ func runTarget(ctx context.Context, t target, w workload) (*result, *driver, err
 	if sampled {
 		var err error
 		if before, err = takeLoadSample(ctx, sampler); err != nil {
-			slog.Warn("sampling the server's metrics failed; the report leaves out its load", "err", err)
+			slog.Warn("failed to sample the server's metrics, so the report leaves out its load", "err", err)
 			sampled = false
 		}
 	}
@@ -196,7 +197,7 @@ func runTarget(ctx context.Context, t target, w workload) (*result, *driver, err
 	if sampled {
 		after, err := takeLoadSample(ctx, sampler)
 		if err != nil {
-			slog.Warn("sampling the server's metrics failed; the report leaves out its load", "err", err)
+			slog.Warn("failed to sample the server's metrics, so the report leaves out its load", "err", err)
 		} else {
 			res.Server = loadBetween(before, after)
 		}

@@ -54,7 +54,7 @@ const (
 	metricAddsDuration = `counterd_request_duration_seconds_sum{code="ok",method="AddCounts"}`
 )
 
-// serverLoad is what the server and the machine did during a load phase.
+// serverLoad is the load of the server and of the machine during one load phase.
 type serverLoad struct {
 	ServerCores  float64 `json:"serverCores"`
 	HarnessCores float64 `json:"harnessCores"`
@@ -101,8 +101,8 @@ func loadBetween(before, after loadSample) *serverLoad {
 	return l
 }
 
-// parseMetrics reads the Prometheus text format: each sample line is a name with optional
-// labels, then a value. Comments and samples with a timestamp are skipped.
+// parseMetrics reads the Prometheus text format, in which each sample line is a name with
+// optional labels, a value and an optional timestamp. It skips comments and unreadable lines.
 func parseMetrics(r io.Reader) (map[string]float64, error) {
 	metrics := map[string]float64{}
 	scanner := bufio.NewScanner(r)
@@ -112,16 +112,23 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		// Label values may contain spaces, so the value is after the last space.
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
+		// Label values may contain spaces, so a name with labels ends at the last brace.
+		end := strings.IndexByte(line, ' ')
+		if brace := strings.LastIndexByte(line, '}'); brace >= 0 {
+			end = brace + 1
+		}
+		if end <= 0 || end >= len(line) {
 			continue
 		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
+		fields := strings.Fields(line[end:])
+		if len(fields) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
 		if err != nil {
 			continue
 		}
-		metrics[strings.TrimSpace(line[:i])] = v
+		metrics[line[:end]] = v
 	}
 	return metrics, scanner.Err()
 }

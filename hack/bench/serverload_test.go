@@ -14,6 +14,7 @@ counterd_store_syncs_total 1536
 counterd_request_duration_seconds_count{code="ok",method="AddCounts"} 1775
 counterd_request_duration_seconds_bucket{code="ok",method="AddCounts",le="+Inf"} 1775
 odd_label{path="a b"} 2.5e-05
+with_timestamp 7 1700000000000
 `
 	got, err := parseMetrics(strings.NewReader(text))
 	if err != nil {
@@ -23,13 +24,14 @@ odd_label{path="a b"} 2.5e-05
 		metricSyncs:             1536,
 		metricAddsCount:         1775,
 		`odd_label{path="a b"}`: 2.5e-05,
+		"with_timestamp":        7,
 	} {
 		if got[name] != want {
 			t.Errorf("%s = %v, want %v", name, got[name], want)
 		}
 	}
-	if len(got) != 4 {
-		t.Errorf("parsed %d samples, want 4: %v", len(got), got)
+	if len(got) != 5 {
+		t.Errorf("parsed %d samples, want 5: %v", len(got), got)
 	}
 }
 

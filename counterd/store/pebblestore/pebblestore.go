@@ -62,8 +62,8 @@ type Stats struct {
 	Duplicates atomic.Uint64
 	// Syncs counts the syncs of the write-ahead log that made appends durable.
 	Syncs atomic.Uint64
-	// SyncNanos is the time those syncs took in all, in nanoseconds. An add waits for one or
-	// two of them, so their mean is a floor under the latency of adds.
+	// SyncNanos is the time those syncs took in all, in nanoseconds. An acknowledged add waits
+	// for a sync that starts after it is applied, so their mean is a floor under add latency.
 	SyncNanos atomic.Uint64
 	// CheckpointsWritten counts checkpoints written. A store with checkpointMerger counts every
 	// write, even one older than the stored checkpoint, which reads then never return. A store
