@@ -25,14 +25,20 @@ func seconds(d time.Duration) string {
 	return fmt.Sprintf("%.3f", d.Seconds())
 }
 
-// writeOpenLoop writes the table of the open-loop get phases and the get p99 target.
-func (r *report) writeOpenLoop(b *strings.Builder) {
+// resultsWith returns the runs, in order, for which has returns true.
+func (r *report) resultsWith(has func(*result) bool) []*result {
 	var rows []*result
 	for _, res := range r.Results {
-		if res.OpenLoop != nil {
+		if has(res) {
 			rows = append(rows, res)
 		}
 	}
+	return rows
+}
+
+// writeOpenLoop writes the table of the open-loop get phases and the get p99 target.
+func (r *report) writeOpenLoop(b *strings.Builder) {
+	rows := r.resultsWith(func(res *result) bool { return res.OpenLoop != nil })
 	if len(rows) == 0 {
 		return
 	}
@@ -61,12 +67,7 @@ func (r *report) writeOpenLoop(b *strings.Builder) {
 
 // writeConvergence writes the table of counterd's convergence delays.
 func (r *report) writeConvergence(b *strings.Builder) {
-	var rows []*result
-	for _, res := range r.Results {
-		if res.Convergence != nil {
-			rows = append(rows, res)
-		}
-	}
+	rows := r.resultsWith(func(res *result) bool { return res.Convergence != nil })
 	if len(rows) == 0 {
 		return
 	}

@@ -135,12 +135,7 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 
 // writeServerLoad writes what counterd's server and the machine did in each load phase.
 func (r *report) writeServerLoad(b *strings.Builder) {
-	var rows []*result
-	for _, res := range r.Results {
-		if res.Server != nil {
-			rows = append(rows, res)
-		}
-	}
+	rows := r.resultsWith(func(res *result) bool { return res.Server != nil })
 	if len(rows) == 0 {
 		return
 	}
