@@ -165,9 +165,6 @@ func runTarget(ctx context.Context, t target, w workload) (*result, *driver, err
 		lastAck:   make([]atomic.Int64, w.Counters),
 	}
 
-	loadCtx, cancel := context.WithTimeout(ctx, w.Duration)
-	defer cancel()
-	stats := make([]*workerStats, w.Concurrency)
 	sampler, sampled := t.(serverSampler)
 	var before loadSample
 	if sampled {
@@ -177,6 +174,9 @@ func runTarget(ctx context.Context, t target, w workload) (*result, *driver, err
 			sampled = false
 		}
 	}
+	loadCtx, cancel := context.WithTimeout(ctx, w.Duration)
+	defer cancel()
+	stats := make([]*workerStats, w.Concurrency)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range stats {

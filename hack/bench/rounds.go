@@ -37,16 +37,16 @@ func (r *report) runOf(system string, load, round int) *result {
 // ratio is counterd's figure divided by a peer's in one round. It is not ok when either
 // system did not run in that round.
 type ratio struct {
-	value, counterd, peer float64
-	ok                    bool
+	value, peer float64
+	ok          bool
 }
 
 func ratioOf(counterd, peer *result, op string) ratio {
 	if counterd == nil || peer == nil || peer.Rate(op) <= 0 {
 		return ratio{}
 	}
-	c, p := counterd.Rate(op), peer.Rate(op)
-	return ratio{value: c / p, counterd: c, peer: p, ok: true}
+	p := peer.Rate(op)
+	return ratio{value: counterd.Rate(op) / p, peer: p, ok: true}
 }
 
 func (q ratio) String() string {
