@@ -106,9 +106,13 @@ func (r *report) writeProfiles(b *strings.Builder, outPath string) {
 	fmt.Fprintf(b, "### Profiles of counterd\n\n")
 	fmt.Fprintln(b, "Each profile of the two workloads covers the stated seconds of the load phase, starting a quarter into it, "+
 		"and the scale run's starts when three quarters of its adds are acknowledged. "+
-		"The allocation profile counts only the allocations made in that time. Go writes the function names into the profile, "+
+		"The allocation profile counts only the allocations made in that time, and Go adds them to the profile when a garbage collection ends: "+
+		"with counterd's GC heap floor, a window of a few seconds may end before any collection and show no samples. Go writes the function names into the profile, "+
 		"so `go tool pprof -top FILE` works without the binary. The allocation profile's default sample type is `inuse_space`; "+
 		"the listing below uses `-sample_index=alloc_space`, the bytes allocated.")
+	if r.multiRound() {
+		fmt.Fprint(b, " The profiles of the two workloads come from round 1.")
+	}
 	fmt.Fprintln(b)
 	for _, p := range r.Profiles {
 		link := relPath(outPath, p.Path)

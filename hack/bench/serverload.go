@@ -140,10 +140,14 @@ func (r *report) writeServerLoad(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "### counterd's server during the load phases\n\n")
-	fmt.Fprintln(b, "Read from counterd's /metrics, /proc/stat and the harness's own CPU time at the start and the end of each load phase. "+
-		"Every acknowledged add waits for a sync of the write-ahead log that started after the add was applied, "+
-		"so the mean sync time is a floor under its server time. `AddCounts ms` is the server's mean time in the handler, "+
-		"without HTTP parsing and the reply's write; the harness's add p50 adds the client's and the network's share.")
+	fmt.Fprintln(b, "Differences between two readings, at the start and the end of each load phase, divided by the time between them. "+
+		"`counterd cores` comes from counterd's `process_cpu_seconds_total`, `harness cores` from the harness's own CPU time (getrusage), "+
+		"and `machine idle` from /proc/stat, iowait included. "+
+		"`sync ms` is the growth of `counterd_store_sync_seconds_total` divided by that of `counterd_store_syncs_total`: the mean time of a sync of the write-ahead log. "+
+		"`share of time syncing` is the growth of `counterd_store_sync_seconds_total` per second, syncs/s times sync ms. "+
+		"`events per sync` and `events per AddCounts` divide the growth of `counterd_events_written_total`, which leaves out re-sent adds. "+
+		"`AddCounts ms` is the mean of `counterd_request_duration_seconds` for AddCounts: the time in the handler, without HTTP parsing and the reply's write. "+
+		"An acknowledged add waits for a sync that starts after the add is applied, so the mean sync time is a floor under the mean AddCounts time.")
 	fmt.Fprintln(b)
 	fmt.Fprintln(b, r.roundHeader("| workload | counterd cores | harness cores | machine idle | syncs/s | sync ms | share of time syncing | events per sync | AddCounts/s | events per AddCounts | AddCounts ms |"))
 	fmt.Fprintln(b, r.roundHeader("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"))
