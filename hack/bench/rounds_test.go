@@ -141,6 +141,16 @@ func TestRoundColumnKeepsTablesAligned(t *testing.T) {
 	}
 }
 
+// The profiles' text names their round and ends its paragraph before the first profile.
+func TestProfilesNameTheirRound(t *testing.T) {
+	rep := &report{Rounds: 2, Profiles: []savedProfile{{Title: "CPU, 90% adds run", Path: "/tmp/cpu.pprof", Seconds: 10, Top: "top"}}}
+	var b strings.Builder
+	rep.writeProfiles(&b, "/tmp/BENCHMARKS.md")
+	if want := "the bytes allocated. The profiles of the two workloads come from round 1.\n\n#### CPU"; !strings.Contains(b.String(), want) {
+		t.Errorf("profiles section lacks %q:\n%s", want, b.String())
+	}
+}
+
 func TestParseFlagsRejectsZeroRounds(t *testing.T) {
 	if _, err := parseFlags([]string{"--rounds", "0"}); err == nil || !strings.Contains(err.Error(), "--rounds") {
 		t.Errorf("parseFlags(--rounds 0) = %v, want an error naming --rounds", err)

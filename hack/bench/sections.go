@@ -36,7 +36,7 @@ func (r *report) resultsWith(has func(*result) bool) []*result {
 	return rows
 }
 
-// writeOpenLoop writes the table of the open-loop get phases and the get p99 target.
+// writeOpenLoop writes the table of the open-loop get phases.
 func (r *report) writeOpenLoop(b *strings.Builder) {
 	rows := r.resultsWith(func(res *result) bool { return res.OpenLoop != nil })
 	if len(rows) == 0 {
@@ -104,7 +104,7 @@ func (r *report) writeProfiles(b *strings.Builder, outPath string) {
 		return
 	}
 	fmt.Fprintf(b, "### Profiles of counterd\n\n")
-	fmt.Fprintln(b, "Each profile of the two workloads covers the stated seconds of the load phase, starting a quarter into it, "+
+	fmt.Fprint(b, "Each profile of the two workloads covers the stated seconds of the load phase, starting a quarter into it, "+
 		"and the scale run's starts when three quarters of its adds are acknowledged. "+
 		"The allocation profile counts only the allocations made in that time, and Go adds them to the profile when a garbage collection ends: "+
 		"with counterd's GC heap floor, a window of a few seconds may end before any collection and show no samples. Go writes the function names into the profile, "+
@@ -113,7 +113,7 @@ func (r *report) writeProfiles(b *strings.Builder, outPath string) {
 	if r.multiRound() {
 		fmt.Fprint(b, " The profiles of the two workloads come from round 1.")
 	}
-	fmt.Fprintln(b)
+	fmt.Fprint(b, "\n\n")
 	for _, p := range r.Profiles {
 		link := relPath(outPath, p.Path)
 		fmt.Fprintf(b, "#### %s\n\n%d s, saved as [%s](%s):\n\n```\n%s\n```\n\n",
