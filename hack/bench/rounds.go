@@ -38,11 +38,17 @@ func (r *report) runOf(system string, load, round int) *result {
 	return nil
 }
 
-// ratio is counterd's figure divided by a peer's in one round. It is not ok when either
-// system did not run in that round.
+// figure is one round's value of a target. It is not ok when a system that it needs did not
+// run in that round.
+type figure struct {
+	value float64
+	ok    bool
+}
+
+// ratio is counterd's figure divided by a peer's in one round, with the peer's own figure.
 type ratio struct {
-	value, peer float64
-	ok          bool
+	figure
+	peer float64
 }
 
 func ratioOf(counterd, peer *result, op string) ratio {
@@ -50,7 +56,7 @@ func ratioOf(counterd, peer *result, op string) ratio {
 		return ratio{}
 	}
 	p := peer.Rate(op)
-	return ratio{value: counterd.Rate(op) / p, peer: p, ok: true}
+	return ratio{figure: figure{value: counterd.Rate(op) / p, ok: true}, peer: p}
 }
 
 func (q ratio) String() string {
@@ -62,12 +68,10 @@ func (q ratio) String() string {
 
 // roundTargets are the target figures of one round.
 type roundTargets struct {
-	round                    int
-	adds, gets               float64 // counterd's, 0 when it did not run
-	vsRedisLua, vsPostgres   ratio
-	vsRedisGet               ratio
-	getP99                   time.Duration
-	hasAdds, hasGets, hasP99 bool
+	round                              int
+	adds, gets                         figure // counterd's per second
+	getP99Millis                       figure
+	vsRedisLua, vsPostgres, vsRedisGet ratio
 }
 
 // targetsOf returns the target figures of each round.
@@ -77,12 +81,12 @@ func (r *report) targetsOf() []roundTargets {
 		t := roundTargets{round: round}
 		writeHeavy, readHeavy := r.runOf(sysCounterd, 0, round), r.runOf(sysCounterd, 1, round)
 		if writeHeavy != nil {
-			t.adds, t.hasAdds = writeHeavy.Rate(loadgen.OpAdd), true
+			t.adds = figure{writeHeavy.Rate(loadgen.OpAdd), true}
 		}
 		if readHeavy != nil {
-			t.gets, t.hasGets = readHeavy.Rate(loadgen.OpGet), true
+			t.gets = figure{readHeavy.Rate(loadgen.OpGet), true}
 			if readHeavy.OpenLoop != nil {
-				t.getP99, t.hasP99 = readHeavy.OpenLoop.Latency.Quantile(0.99), true
+				t.getP99Millis = figure{msFloat(readHeavy.OpenLoop.Latency.Quantile(0.99)), true}
 			}
 		}
 		t.vsRedisLua = ratioOf(writeHeavy, r.runOf(sysRedisLuaEverysec, 0, round), loadgen.OpAdd)
@@ -91,6 +95,17 @@ func (r *report) targetsOf() []roundTargets {
 		rounds = append(rounds, t)
 	}
 	return rounds
+}
+
+// valuesOf returns the figure that pick chooses from each round where it is ok.
+func valuesOf(rounds []roundTargets, pick func(roundTargets) figure) []float64 {
+	var values []float64
+	for _, t := range rounds {
+		if f := pick(t); f.ok {
+			values = append(values, f.value)
+		}
+	}
+	return values
 }
 
 // median returns the median of xs, the mean of the middle two for an even count, or 0 for
@@ -120,34 +135,8 @@ func spread(xs []float64, format func(float64) string) string {
 // several rounds, their medians, on which the verdicts rest.
 func (r *report) writeTargets(b *strings.Builder) {
 	rounds := r.targetsOf()
-	var adds, gets, luaRatios, pgRatios, getRatios, p99s, convergences []float64
-	notConverged := 0
-	for _, res := range r.Results {
-		if c := res.Convergence; c != nil && len(c.Delays) > 0 {
-			convergences = append(convergences, (quantile(c.Delays, 0.99) - c.AcceptLimit).Seconds())
-			notConverged += c.NotConverged
-		}
-	}
-	for _, t := range rounds {
-		if t.hasAdds {
-			adds = append(adds, t.adds)
-		}
-		if t.hasGets {
-			gets = append(gets, t.gets)
-		}
-		if t.vsRedisLua.ok {
-			luaRatios = append(luaRatios, t.vsRedisLua.value)
-		}
-		if t.vsPostgres.ok {
-			pgRatios = append(pgRatios, t.vsPostgres.value)
-		}
-		if t.vsRedisGet.ok {
-			getRatios = append(getRatios, t.vsRedisGet.value)
-		}
-		if t.hasP99 {
-			p99s = append(p99s, msFloat(t.getP99))
-		}
-	}
+	adds := valuesOf(rounds, func(t roundTargets) figure { return t.adds })
+	gets := valuesOf(rounds, func(t roundTargets) figure { return t.gets })
 	if len(adds) == 0 && len(gets) == 0 {
 		return
 	}
@@ -157,56 +146,83 @@ func (r *report) writeTargets(b *strings.Builder) {
 	fmt.Fprintln(b)
 	fmt.Fprintln(b, "| round | counterd adds/s | vs Redis Lua add, everysec | vs PostgreSQL | counterd gets/s | vs Redis GET (`redis-incr-everysec`) | get p99 at half rate |")
 	fmt.Fprintln(b, "|---|---:|---:|---:|---:|---:|---:|")
-	cell := func(ok bool, v float64) string {
-		if !ok {
+	cell := func(f figure, format string) string {
+		if !f.ok {
 			return "not run"
 		}
-		return fmt.Sprintf("%.0f", v)
+		return fmt.Sprintf(format, f.value)
 	}
 	for _, t := range rounds {
 		p99 := "not run"
-		if t.hasP99 {
-			p99 = ms(t.getP99) + " ms"
+		if t.getP99Millis.ok {
+			p99 = millis(t.getP99Millis.value)
 		}
-		fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s |\n", t.round, cell(t.hasAdds, t.adds), t.vsRedisLua, t.vsPostgres,
-			cell(t.hasGets, t.gets), t.vsRedisGet, p99)
+		fmt.Fprintf(b, "| %d | %s | %s | %s | %s | %s | %s |\n", t.round, cell(t.adds, "%.0f"), t.vsRedisLua, t.vsPostgres,
+			cell(t.gets, "%.0f"), t.vsRedisGet, p99)
 	}
 	fmt.Fprintln(b)
 
-	times := func(v float64) string { return fmt.Sprintf("%.2fx", v) }
-	perSecond := func(v float64) string { return fmt.Sprintf("%.0f/s", v) }
-	millis := func(v float64) string { return ms(time.Duration(v*float64(time.Millisecond))) + " ms" }
 	basis := "the round's figure"
 	if len(rounds) > 1 {
 		basis = fmt.Sprintf("the median of %d rounds, with their range", len(rounds))
 	}
 	fmt.Fprintf(b, "Verdicts on %s:\n\n", basis)
-	if len(luaRatios) > 0 {
-		fmt.Fprintf(b, "- durable idempotent adds, at least %.1fx Redis's Lua add with `appendfsync everysec`: %s, %s\n",
-			targetVsRedisLua, spread(luaRatios, times), verdict(median(luaRatios) >= targetVsRedisLua))
+	// verdictLine writes the line of one target whose figures some round has, judged on their
+	// median.
+	verdictLine := func(target string, values []float64, format func(float64) string, met func(median float64) bool) {
+		if len(values) > 0 {
+			fmt.Fprintf(b, "- %s: %s, %s\n", target, spread(values, format), verdict(met(median(values))))
+		}
 	}
-	if len(pgRatios) > 0 {
-		fmt.Fprintf(b, "- durable idempotent adds, at least %.0fx PostgreSQL: %s, %s\n",
-			targetVsPostgres, spread(pgRatios, times), verdict(median(pgRatios) >= targetVsPostgres))
-	}
-	if len(adds) > 0 {
-		fmt.Fprintf(b, "- durable idempotent adds, toward %.0f/s: %s, %s\n",
-			targetAdds, spread(adds, perSecond), verdict(median(adds) >= targetAdds))
-	}
-	if len(getRatios) > 0 {
-		fmt.Fprintf(b, "- gets, at least %.1fx Redis GET: %s, %s\n",
-			targetVsRedisGet, spread(getRatios, times), verdict(median(getRatios) >= targetVsRedisGet))
-	}
-	if len(p99s) > 0 {
-		fmt.Fprintf(b, "- get p99 at half the closed-loop get rate, below %s: %s, %s\n",
-			millis(msFloat(targetGetP99)), spread(p99s, millis), verdict(median(p99s) < msFloat(targetGetP99)))
-	}
-	if len(convergences) > 0 {
-		secs := func(v float64) string { return fmt.Sprintf("%.3f s", v) }
-		// A counter that never converged is outside the percentiles, so it fails the target.
-		fmt.Fprintf(b, "- convergence p99 beyond the accept limit, below %s, over counterd's %d runs: %s, %d counters not converged, %s\n",
-			secs(targetConvergence.Seconds()), len(convergences), spread(convergences, secs), notConverged,
-			verdict(median(convergences) < targetConvergence.Seconds() && notConverged == 0))
-	}
+	verdictLine(fmt.Sprintf("durable idempotent adds, at least %.1fx Redis's Lua add with `appendfsync everysec`", targetVsRedisLua),
+		valuesOf(rounds, func(t roundTargets) figure { return t.vsRedisLua.figure }), times,
+		func(m float64) bool { return m >= targetVsRedisLua })
+	verdictLine(fmt.Sprintf("durable idempotent adds, at least %.0fx PostgreSQL", targetVsPostgres),
+		valuesOf(rounds, func(t roundTargets) figure { return t.vsPostgres.figure }), times,
+		func(m float64) bool { return m >= targetVsPostgres })
+	verdictLine(fmt.Sprintf("durable idempotent adds, toward %.0f/s", targetAdds), adds, perSecond,
+		func(m float64) bool { return m >= targetAdds })
+	verdictLine(fmt.Sprintf("gets, at least %.1fx Redis GET", targetVsRedisGet),
+		valuesOf(rounds, func(t roundTargets) figure { return t.vsRedisGet.figure }), times,
+		func(m float64) bool { return m >= targetVsRedisGet })
+	verdictLine(fmt.Sprintf("get p99 at half the closed-loop get rate, below %s", millis(msFloat(targetGetP99))),
+		valuesOf(rounds, func(t roundTargets) figure { return t.getP99Millis }), millis,
+		func(m float64) bool { return m < msFloat(targetGetP99) })
+	r.writeConvergenceVerdict(b)
 	fmt.Fprintln(b)
 }
+
+// writeConvergenceVerdict writes the convergence target's line, over counterd's runs of every
+// round that sampled counters. A counter that never converged is outside the percentiles, so it
+// fails the target, and a run in which no counter converged has no p99 at all.
+func (r *report) writeConvergenceVerdict(b *strings.Builder) {
+	var p99s []float64
+	runs, notConverged := 0, 0
+	for _, res := range r.Results {
+		c := res.Convergence
+		if c == nil || c.Sampled == 0 {
+			continue
+		}
+		runs++
+		notConverged += c.NotConverged
+		if len(c.Delays) > 0 {
+			p99s = append(p99s, (quantile(c.Delays, 0.99) - c.AcceptLimit).Seconds())
+		}
+	}
+	if runs == 0 {
+		return
+	}
+	measured := "no counter converged"
+	if len(p99s) > 0 {
+		measured = spread(p99s, secondsText)
+	}
+	fmt.Fprintf(b, "- convergence p99 beyond the accept limit, below %s, over counterd's %d runs: %s, %d counters not converged, %s\n",
+		secondsText(targetConvergence.Seconds()), runs, measured, notConverged,
+		verdict(len(p99s) > 0 && median(p99s) < targetConvergence.Seconds() && notConverged == 0))
+}
+
+// Formats of the targets' figures.
+func times(v float64) string       { return fmt.Sprintf("%.2fx", v) }
+func perSecond(v float64) string   { return fmt.Sprintf("%.0f/s", v) }
+func millis(v float64) string      { return ms(time.Duration(v*float64(time.Millisecond))) + " ms" }
+func secondsText(v float64) string { return fmt.Sprintf("%.3f s", v) }

@@ -58,7 +58,7 @@ func TestTargetsUseRatiosWithinEachRound(t *testing.T) {
 		{3, 33000, 30000, 10000, 110000, 100000, 1800 * time.Microsecond},
 	} {
 		converged := fakeRun(sysCounterd, 0, r.round, r.counterd, 100, 0)
-		converged.Convergence = &convergence{AcceptLimit: 5 * time.Second, Delays: []time.Duration{5*time.Second + time.Duration(r.round)*100*time.Millisecond}}
+		converged.Convergence = &convergence{AcceptLimit: 5 * time.Second, Sampled: 1, Delays: []time.Duration{5*time.Second + time.Duration(r.round)*100*time.Millisecond}}
 		rep.Results = append(rep.Results,
 			converged,
 			fakeRun(sysCounterd, 1, r.round, 100, r.cGets, r.p99),
@@ -90,11 +90,23 @@ func TestTargetsUseRatiosWithinEachRound(t *testing.T) {
 // which cover the converged counters, are within it.
 func TestTargetsCountCountersNotConverged(t *testing.T) {
 	res := fakeRun(sysCounterd, 0, 1, 30000, 100, 0)
-	res.Convergence = &convergence{AcceptLimit: 5 * time.Second, Delays: []time.Duration{5 * time.Second}, NotConverged: 2}
+	res.Convergence = &convergence{AcceptLimit: 5 * time.Second, Sampled: 3, Delays: []time.Duration{5 * time.Second}, NotConverged: 2}
 	rep := &report{Rounds: 1, Results: []*result{res}}
 	var b strings.Builder
 	rep.writeTargets(&b)
 	if want := "0.000 s, 2 counters not converged, missed"; !strings.Contains(b.String(), want) {
+		t.Errorf("targets lack %q:\n%s", want, b.String())
+	}
+}
+
+// A run in which no sampled counter converged has no p99, and its counters still count.
+func TestTargetsCountRunWithoutConvergence(t *testing.T) {
+	res := fakeRun(sysCounterd, 0, 1, 30000, 100, 0)
+	res.Convergence = &convergence{AcceptLimit: 5 * time.Second, Sampled: 3, NotConverged: 3}
+	rep := &report{Rounds: 1, Results: []*result{res}}
+	var b strings.Builder
+	rep.writeTargets(&b)
+	if want := "over counterd's 1 runs: no counter converged, 3 counters not converged, missed"; !strings.Contains(b.String(), want) {
 		t.Errorf("targets lack %q:\n%s", want, b.String())
 	}
 }
