@@ -56,7 +56,7 @@ func (r *report) addConfig(c systemConfig) {
 	}
 }
 
-// roundHeader returns a table line with a first column for the round when the report holds
+// roundHeader returns a table line with a first column for the round when the report contains
 // several rounds, and line unchanged otherwise.
 func (r *report) roundHeader(line string) string {
 	if !r.multiRound() {

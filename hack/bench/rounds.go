@@ -23,7 +23,7 @@ const targetAdds = 75000.0
 // targetConvergence bounds the p99 of counterd's convergence delay beyond the accept limit.
 const targetConvergence = time.Second
 
-// multiRound reports whether the report holds more than one round, so that its tables name
+// multiRound reports whether the report contains more than one round, so that its tables name
 // the round of each run.
 func (r *report) multiRound() bool { return r.Rounds > 1 }
 
@@ -69,7 +69,7 @@ func (q ratio) String() string {
 // roundTargets are the target figures of one round.
 type roundTargets struct {
 	round                              int
-	adds, gets                         figure // counterd's per second
+	adds, gets                         figure // counterd's rates per second
 	getP99Millis                       figure
 	vsRedisLua, vsPostgres, vsRedisGet ratio
 }
@@ -97,7 +97,7 @@ func (r *report) targetsOf() []roundTargets {
 	return rounds
 }
 
-// valuesOf returns the figure that pick chooses from each round where it is ok.
+// valuesOf returns the values of the figure that pick chooses, from the rounds where it is ok.
 func valuesOf(rounds []roundTargets, pick func(roundTargets) figure) []float64 {
 	var values []float64
 	for _, t := range rounds {
@@ -167,8 +167,8 @@ func (r *report) writeTargets(b *strings.Builder) {
 		basis = fmt.Sprintf("the median of %d rounds, with their range", len(rounds))
 	}
 	fmt.Fprintf(b, "Verdicts on %s:\n\n", basis)
-	// verdictLine writes the line of one target whose figures some round has, judged on their
-	// median.
+	// verdictLine writes one target's line, judged on the median, when some round has its
+	// figures.
 	verdictLine := func(target string, values []float64, format func(float64) string, met func(median float64) bool) {
 		if len(values) > 0 {
 			fmt.Fprintf(b, "- %s: %s, %s\n", target, spread(values, format), verdict(met(median(values))))

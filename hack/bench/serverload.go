@@ -38,7 +38,7 @@ func takeLoadSample(ctx context.Context, s serverSampler) (loadSample, error) {
 	}
 	var usage syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
-		return loadSample{}, fmt.Errorf("getrusage: %w", err)
+		return loadSample{}, fmt.Errorf("failed to read the harness's CPU time with getrusage: %w", err)
 	}
 	harness := time.Duration(usage.Utime.Nano() + usage.Stime.Nano()).Seconds()
 	return loadSample{at: time.Now(), metrics: metrics, idle: idle, total: total, harnessSeconds: harness}, nil
@@ -64,13 +64,13 @@ type serverLoad struct {
 	// SyncMillis is the mean time of a sync of the write-ahead log.
 	SyncMillis float64 `json:"syncMillis"`
 	// SyncingShare is the share of the time that a sync was running.
-	SyncingShare   float64 `json:"syncingShare"`
-	EventsPerSync  float64 `json:"eventsPerSync"`
-	AddsRequests   float64 `json:"addCountsPerSecond"`
-	AddsPerRequest float64 `json:"eventsPerAddCounts"`
-	// AddsMillis is the mean time the server spent in an AddCounts request, from the handler's
+	SyncingShare       float64 `json:"syncingShare"`
+	EventsPerSync      float64 `json:"eventsPerSync"`
+	AddCountsPerSecond float64 `json:"addCountsPerSecond"`
+	EventsPerAddCounts float64 `json:"eventsPerAddCounts"`
+	// AddCountsMillis is the mean time the server spent in an AddCounts request, from the handler's
 	// start to its return: HTTP parsing and the reply's write are outside it.
-	AddsMillis float64 `json:"addCountsMillis"`
+	AddCountsMillis float64 `json:"addCountsMillis"`
 }
 
 // loadBetween returns the rates and means between two samples.
@@ -86,19 +86,18 @@ func loadBetween(before, after loadSample) *serverLoad {
 		}
 		return a / b
 	}
-	l := &serverLoad{
-		ServerCores:    delta(metricCPU) / seconds,
-		HarnessCores:   (after.harnessSeconds - before.harnessSeconds) / seconds,
-		MachineIdle:    ratio(float64(after.idle-before.idle), float64(after.total-before.total)),
-		SyncsPerSecond: delta(metricSyncs) / seconds,
-		SyncMillis:     ratio(delta(metricSyncSeconds)*1000, delta(metricSyncs)),
-		SyncingShare:   delta(metricSyncSeconds) / seconds,
-		EventsPerSync:  ratio(delta(metricEvents), delta(metricSyncs)),
-		AddsRequests:   delta(metricAddsCount) / seconds,
-		AddsPerRequest: ratio(delta(metricEvents), delta(metricAddsCount)),
-		AddsMillis:     ratio(delta(metricAddsDuration)*1000, delta(metricAddsCount)),
+	return &serverLoad{
+		ServerCores:        delta(metricCPU) / seconds,
+		HarnessCores:       (after.harnessSeconds - before.harnessSeconds) / seconds,
+		MachineIdle:        ratio(float64(after.idle-before.idle), float64(after.total-before.total)),
+		SyncsPerSecond:     delta(metricSyncs) / seconds,
+		SyncMillis:         ratio(delta(metricSyncSeconds)*1000, delta(metricSyncs)),
+		SyncingShare:       delta(metricSyncSeconds) / seconds,
+		EventsPerSync:      ratio(delta(metricEvents), delta(metricSyncs)),
+		AddCountsPerSecond: delta(metricAddsCount) / seconds,
+		EventsPerAddCounts: ratio(delta(metricEvents), delta(metricAddsCount)),
+		AddCountsMillis:    ratio(delta(metricAddsDuration)*1000, delta(metricAddsCount)),
 	}
-	return l
 }
 
 // parseMetrics reads the Prometheus text format, in which each sample line is a name with
@@ -133,7 +132,7 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 	return metrics, scanner.Err()
 }
 
-// writeServerLoad writes what counterd's server and the machine did in each load phase.
+// writeServerLoad writes the table of counterd's server load in each load phase.
 func (r *report) writeServerLoad(b *strings.Builder) {
 	rows := r.resultsWith(func(res *result) bool { return res.Server != nil })
 	if len(rows) == 0 {
@@ -155,7 +154,7 @@ func (r *report) writeServerLoad(b *strings.Builder) {
 		l := res.Server
 		fmt.Fprintf(b, "%s| %s | %.2f | %.2f | %.0f%% | %.0f | %.3f | %.0f%% | %.1f | %.0f | %.1f | %.3f |\n",
 			r.roundCell(res), res.Workload, l.ServerCores, l.HarnessCores, l.MachineIdle*100, l.SyncsPerSecond, l.SyncMillis,
-			l.SyncingShare*100, l.EventsPerSync, l.AddsRequests, l.AddsPerRequest, l.AddsMillis)
+			l.SyncingShare*100, l.EventsPerSync, l.AddCountsPerSecond, l.EventsPerAddCounts, l.AddCountsMillis)
 	}
 	fmt.Fprintln(b)
 }

@@ -55,9 +55,9 @@ func TestLoadBetweenDividesDeltas(t *testing.T) {
 		{"sync ms", l.SyncMillis, 0.4},
 		{"share of time syncing", l.SyncingShare, 0.4},
 		{"events per sync", l.EventsPerSync, 20},
-		{"AddCounts per second", l.AddsRequests, 800},
-		{"events per AddCounts", l.AddsPerRequest, 25},
-		{"AddCounts ms", l.AddsMillis, 0.75},
+		{"AddCounts per second", l.AddCountsPerSecond, 800},
+		{"events per AddCounts", l.EventsPerAddCounts, 25},
+		{"AddCounts ms", l.AddCountsMillis, 0.75},
 	} {
 		if math.Abs(c.got-c.want) > 1e-9 {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
@@ -72,7 +72,7 @@ func TestLoadBetweenWithoutSyncs(t *testing.T) {
 	before := loadSample{at: start, total: 10, metrics: map[string]float64{}}
 	after := loadSample{at: start.Add(time.Second), total: 20, metrics: map[string]float64{metricCPU: 1}}
 	l := loadBetween(before, after)
-	if l.SyncMillis != 0 || l.EventsPerSync != 0 || l.AddsMillis != 0 {
-		t.Errorf("means without syncs or requests = %v, %v, %v; want 0", l.SyncMillis, l.EventsPerSync, l.AddsMillis)
+	if l.SyncMillis != 0 || l.EventsPerSync != 0 || l.AddCountsMillis != 0 {
+		t.Errorf("means without syncs or requests = %v, %v, %v; want 0", l.SyncMillis, l.EventsPerSync, l.AddCountsMillis)
 	}
 }
