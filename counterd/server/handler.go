@@ -74,20 +74,22 @@ func (h *handler) AddCounts(ctx context.Context, req *connect.Request[counterv1.
 	if err := checkBatchSize("adds", len(adds)); err != nil {
 		return nil, err
 	}
+	slab := make([]counterv1.AddCountResult, len(adds))
 	results := make([]*counterv1.AddCountResult, len(adds))
 	mutations := make([]service.Mutation, 0, len(adds))
 	indexes := make([]int, 0, len(adds))
 	for i, add := range adds {
+		results[i] = &slab[i]
 		m, err := addMutation(add)
 		if err != nil {
-			results[i] = &counterv1.AddCountResult{Error: h.itemError(err)}
+			slab[i].Error = h.itemError(err)
 			continue
 		}
 		mutations = append(mutations, m)
 		indexes = append(indexes, i)
 	}
 	for j, r := range h.svc.MutateBatch(ctx, mutations) {
-		results[indexes[j]] = &counterv1.AddCountResult{Error: h.itemError(r.Err)}
+		slab[indexes[j]].Error = h.itemError(r.Err)
 	}
 	return connect.NewResponse(&counterv1.AddCountsResponse{Results: results}), nil
 }
@@ -97,10 +99,13 @@ func (h *handler) GetCounts(ctx context.Context, req *connect.Request[counterv1.
 	if err := checkBatchSize("gets", len(gets)); err != nil {
 		return nil, err
 	}
+	// One slice holds every result, instead of an allocation per item.
+	slab := make([]counterv1.GetCountResult, len(gets))
 	results := make([]*counterv1.GetCountResult, len(gets))
 	for i, get := range gets {
 		count, err := h.svc.Get(ctx, get.GetNamespace(), get.GetCounterName())
-		results[i] = &counterv1.GetCountResult{Count: count, Error: h.itemError(err)}
+		slab[i].Count, slab[i].Error = count, h.itemError(err)
+		results[i] = &slab[i]
 	}
 	return connect.NewResponse(&counterv1.GetCountsResponse{Results: results}), nil
 }

@@ -207,6 +207,7 @@ func (s *Server) routes() http.Handler {
 			connect.WithInterceptors(s.observe()),
 			// Responses are a few bytes: compressing them costs far more than it saves.
 			connect.WithCompressMinBytes(1024),
+			connect.WithCodec(protoCodec{}),
 			connect.WithCodec(jsonCodec{name: "json"}),
 			connect.WithCodec(jsonCodec{name: "json; charset=utf-8"}),
 		))
