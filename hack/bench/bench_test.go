@@ -270,6 +270,24 @@ func TestParseFlagsSplitsCounterdFlags(t *testing.T) {
 	}
 }
 
+func TestParseFlagsDefaultCounterdFlags(t *testing.T) {
+	opts, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"--gc-heap-floor-mib", "1024"}; !slices.Equal(opts.serveFlags, want) {
+		t.Errorf("default serveFlags = %q, want %q", opts.serveFlags, want)
+	}
+
+	opts, err = parseFlags([]string{"--counterd-flags", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts.serveFlags) != 0 {
+		t.Errorf("serveFlags with an empty --counterd-flags = %q, want none, so that counterd runs with its own defaults", opts.serveFlags)
+	}
+}
+
 func TestShellQuote(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"--out", "--out"},

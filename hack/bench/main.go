@@ -106,7 +106,7 @@ func parseFlags(args []string) (options, error) {
 	skipInstall := fs.Bool("skip-install", false, "do not run apt-get when redis-server or PostgreSQL 15 is missing")
 	scaleEvents := fs.Int64("scale-events", 0, "number of adds of the scale run on counterd alone, after the other runs; 0 skips it")
 	scaleCounters := fs.Int("scale-counters", defaultScaleCounters, "number of counters of the scale run, each add choosing one uniformly")
-	serveFlags := fs.String("counterd-flags", "", `flags added to every "counterd serve" command, separated by spaces, such as "--block-cache-mib 512"`)
+	serveFlags := fs.String("counterd-flags", defaultServeFlags, `flags added to every "counterd serve" command, separated by spaces, such as "--block-cache-mib 512"; they replace the default`)
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
