@@ -58,6 +58,7 @@ fuzz: ## Run each fuzz target on FUZZTIME inputs (default 20000x).
 	$(GO) test -run='^$$' -fuzz='^FuzzValidateCounterName$$' -fuzztime=$(FUZZTIME) ./counterd/service
 	$(GO) test -run='^$$' -fuzz='^FuzzMutate$$' -fuzztime=$(FUZZTIME) ./counterd/service
 	$(GO) test -run='^$$' -fuzz='^FuzzJSONRequest$$' -fuzztime=$(FUZZTIME) ./counterd/server
+	$(GO) test -run='^$$' -fuzz='^FuzzBatchDecode$$' -fuzztime=$(FUZZTIME) ./counterd/server
 
 .PHONY: proto
 proto: buf protoc-gen-go protoc-gen-connect-go ## Regenerate the API code from counterd/proto.

@@ -13,9 +13,9 @@ import (
 
 // protoCodec is Connect's binary protobuf codec, used by gRPC and Connect alike, with a faster
 // decoder for the two batch requests. proto.Unmarshal allocates each item of a repeated
-// message field, and each string of each item, separately. The fast decoder allocates each
-// kind of item once per request, in one slice, and shares a namespace that repeats the item
-// before. For a GetCounts request of 24 items, that is 28 allocations instead of 79 and about
+// message field, and each string of each item, separately. The fast decoder puts a request's
+// items in one slice, with their tokens and times, and shares a namespace that repeats the
+// item before. For a GetCounts request of 24 items, that is 28 allocations instead of 79 and about
 // a third less time (BenchmarkBatchDecode).
 //
 // It handles only messages whose every field is declared, with the declared wire type, and
@@ -137,21 +137,30 @@ func (ns *namespaces) get(b []byte) string {
 	return ns.last
 }
 
-// decodeGetCounts decodes data into m and reports true, or reports false and leaves m
-// unchanged when data needs proto.Unmarshal.
-func decodeGetCounts(data []byte, m *counterv1.GetCountsRequest) bool {
+// decodeItems decodes each item of a batch request with decode, into one slice. ok is false
+// when the request has a field other than its items, or decode returns false for an item.
+func decodeItems[T any](data []byte, decode func(item []byte, dst *T) bool) (items []T, ok bool) {
 	n, ok := countItems(data)
 	if !ok {
-		return false
+		return nil, false
 	}
 
-	items := make([]counterv1.GetCountRequest, n)
-	ptrs := make([]*counterv1.GetCountRequest, n)
-	var ns namespaces
+	items = make([]T, n)
 	for i := range items {
 		var item []byte
 		item, data = nextItem(data)
-		g := &items[i]
+		if !decode(item, &items[i]) {
+			return nil, false
+		}
+	}
+	return items, true
+}
+
+// decodeGetCounts decodes data into m and reports true, or reports false and leaves m
+// unchanged when data needs proto.Unmarshal.
+func decodeGetCounts(data []byte, m *counterv1.GetCountsRequest) bool {
+	var ns namespaces
+	items, ok := decodeItems(data, func(item []byte, g *counterv1.GetCountRequest) bool {
 		for len(item) > 0 {
 			num, typ, value, _, rest, ok := nextField(item)
 			if !ok || typ != protowire.BytesType || !utf8.Valid(value) {
@@ -167,35 +176,36 @@ func decodeGetCounts(data []byte, m *counterv1.GetCountsRequest) bool {
 			}
 			item = rest
 		}
-		ptrs[i] = g
+		return true
+	})
+	if !ok {
+		return false
 	}
 
 	m.Reset()
-	if n > 0 {
-		m.Gets = ptrs
+	if len(items) > 0 {
+		m.Gets = make([]*counterv1.GetCountRequest, len(items))
+		for i := range items {
+			m.Gets[i] = &items[i]
+		}
 	}
 	return true
+}
+
+// addItem is one item of an AddCounts request, with room for its token and the token's time.
+// An item has at most one of each, however often their fields repeat.
+type addItem struct {
+	add   counterv1.AddCountRequest
+	token counterv1.IdempotencyToken
+	time  timestamppb.Timestamp
 }
 
 // decodeAddCounts decodes data into m and reports true, or reports false and leaves m
 // unchanged when data needs proto.Unmarshal.
 func decodeAddCounts(data []byte, m *counterv1.AddCountsRequest) bool {
-	n, ok := countItems(data)
-	if !ok {
-		return false
-	}
-
-	items := make([]counterv1.AddCountRequest, n)
-	ptrs := make([]*counterv1.AddCountRequest, n)
-	// Tokens and their times come from slices of n too, taken from the front: an item has at
-	// most one token, and a token at most one time, however often their fields repeat.
-	tokens := make([]counterv1.IdempotencyToken, n)
-	times := make([]timestamppb.Timestamp, n)
 	var ns namespaces
-	for i := range items {
-		var item []byte
-		item, data = nextItem(data)
-		a := &items[i]
+	items, ok := decodeItems(data, func(item []byte, dst *addItem) bool {
+		a := &dst.add
 		for len(item) > 0 {
 			num, typ, value, varint, rest, ok := nextField(item)
 			if !ok {
@@ -209,11 +219,8 @@ func decodeAddCounts(data []byte, m *counterv1.AddCountsRequest) bool {
 			case num == fieldDelta && typ == protowire.VarintType:
 				a.Delta = int64(varint)
 			case num == fieldToken && typ == protowire.BytesType:
-				if a.IdempotencyToken == nil {
-					a.IdempotencyToken = &tokens[0]
-					tokens = tokens[1:]
-				}
-				if !decodeToken(value, a.IdempotencyToken, &times) {
+				a.IdempotencyToken = &dst.token
+				if !decodeToken(value, &dst.token, &dst.time) {
 					return false
 				}
 			default:
@@ -221,19 +228,25 @@ func decodeAddCounts(data []byte, m *counterv1.AddCountsRequest) bool {
 			}
 			item = rest
 		}
-		ptrs[i] = a
+		return true
+	})
+	if !ok {
+		return false
 	}
 
 	m.Reset()
-	if n > 0 {
-		m.Adds = ptrs
+	if len(items) > 0 {
+		m.Adds = make([]*counterv1.AddCountRequest, len(items))
+		for i := range items {
+			m.Adds[i] = &items[i].add
+		}
 	}
 	return true
 }
 
 // decodeToken merges an IdempotencyToken's bytes into t, as protobuf merges a message field
-// that appears more than once. A token's first generation time takes the front of *times.
-func decodeToken(data []byte, t *counterv1.IdempotencyToken, times *[]timestamppb.Timestamp) bool {
+// that appears more than once. A generation time goes to ts.
+func decodeToken(data []byte, t *counterv1.IdempotencyToken, ts *timestamppb.Timestamp) bool {
 	for len(data) > 0 {
 		num, typ, value, _, rest, ok := nextField(data)
 		if !ok || typ != protowire.BytesType {
@@ -246,11 +259,8 @@ func decodeToken(data []byte, t *counterv1.IdempotencyToken, times *[]timestampp
 			}
 			t.Token = string(value)
 		case fieldGenerationTime:
-			if t.GenerationTime == nil {
-				t.GenerationTime = &(*times)[0]
-				*times = (*times)[1:]
-			}
-			if !decodeTimestamp(value, t.GenerationTime) {
+			t.GenerationTime = ts
+			if !decodeTimestamp(value, ts) {
 				return false
 			}
 		default:
