@@ -101,8 +101,8 @@ func (f *Floor) cycle() {
 	}
 }
 
-// adjust sets the GC percent from the live heap and the roots of the last collection. It returns false once
-// the floor is stopped.
+// adjust sets the GC percent from the live heap and the roots of the last collection. It
+// returns false once the floor is stopped.
 func (f *Floor) adjust() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()

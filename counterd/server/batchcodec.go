@@ -137,30 +137,37 @@ func (ns *namespaces) get(b []byte) string {
 	return ns.last
 }
 
-// decodeItems decodes each item of a batch request with decode, into one slice. ok is false
-// when the request has a field other than its items, or decode returns false for an item.
-func decodeItems[T any](data []byte, decode func(item []byte, dst *T) bool) (items []T, ok bool) {
+// decodeItems decodes each item of a batch request with decode, into one slice of T, and
+// returns a pointer to each item's message M, which message finds in its T. The pointers are
+// nil for a request without items, as proto.Unmarshal leaves them. ok is false when the request
+// has a field other than its items, or decode returns false for an item.
+func decodeItems[T, M any](data []byte, decode func(item []byte, dst *T) bool, message func(*T) *M) (ptrs []*M, ok bool) {
 	n, ok := countItems(data)
 	if !ok {
 		return nil, false
 	}
+	if n == 0 {
+		return nil, true
+	}
 
-	items = make([]T, n)
+	items := make([]T, n)
+	ptrs = make([]*M, n)
 	for i := range items {
 		var item []byte
 		item, data = nextItem(data)
 		if !decode(item, &items[i]) {
 			return nil, false
 		}
+		ptrs[i] = message(&items[i])
 	}
-	return items, true
+	return ptrs, true
 }
 
 // decodeGetCounts decodes data into m and reports true, or reports false and leaves m
 // unchanged when data needs proto.Unmarshal.
 func decodeGetCounts(data []byte, m *counterv1.GetCountsRequest) bool {
 	var ns namespaces
-	items, ok := decodeItems(data, func(item []byte, g *counterv1.GetCountRequest) bool {
+	gets, ok := decodeItems(data, func(item []byte, g *counterv1.GetCountRequest) bool {
 		for len(item) > 0 {
 			num, typ, value, _, rest, ok := nextField(item)
 			if !ok || typ != protowire.BytesType || !utf8.Valid(value) {
@@ -177,18 +184,13 @@ func decodeGetCounts(data []byte, m *counterv1.GetCountsRequest) bool {
 			item = rest
 		}
 		return true
-	})
+	}, func(g *counterv1.GetCountRequest) *counterv1.GetCountRequest { return g })
 	if !ok {
 		return false
 	}
 
 	m.Reset()
-	if len(items) > 0 {
-		m.Gets = make([]*counterv1.GetCountRequest, len(items))
-		for i := range items {
-			m.Gets[i] = &items[i]
-		}
-	}
+	m.Gets = gets
 	return true
 }
 
@@ -204,7 +206,7 @@ type addItem struct {
 // unchanged when data needs proto.Unmarshal.
 func decodeAddCounts(data []byte, m *counterv1.AddCountsRequest) bool {
 	var ns namespaces
-	items, ok := decodeItems(data, func(item []byte, dst *addItem) bool {
+	adds, ok := decodeItems(data, func(item []byte, dst *addItem) bool {
 		a := &dst.add
 		for len(item) > 0 {
 			num, typ, value, varint, rest, ok := nextField(item)
@@ -229,18 +231,13 @@ func decodeAddCounts(data []byte, m *counterv1.AddCountsRequest) bool {
 			item = rest
 		}
 		return true
-	})
+	}, func(dst *addItem) *counterv1.AddCountRequest { return &dst.add })
 	if !ok {
 		return false
 	}
 
 	m.Reset()
-	if len(items) > 0 {
-		m.Adds = make([]*counterv1.AddCountRequest, len(items))
-		for i := range items {
-			m.Adds[i] = &items[i].add
-		}
-	}
+	m.Adds = adds
 	return true
 }
 

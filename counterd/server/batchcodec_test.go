@@ -224,32 +224,32 @@ func BenchmarkBatchDecode(b *testing.B) {
 			IdempotencyToken: &counterv1.IdempotencyToken{Token: fmt.Sprintf("%032x", i), GenerationTime: timestamppb.Now()}})
 	}
 	getData, addData := marshal(b, gets), marshal(b, adds)
-	b.Run("gets/fast", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	for _, bench := range []struct {
+		name   string
+		decode func()
+	}{
+		{"gets/fast", func() {
 			var m counterv1.GetCountsRequest
 			decodeGetCounts(getData, &m)
-		}
-	})
-	b.Run("gets/proto", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+		}},
+		{"gets/proto", func() {
 			var m counterv1.GetCountsRequest
 			_ = proto.Unmarshal(getData, &m)
-		}
-	})
-	b.Run("adds/fast", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+		}},
+		{"adds/fast", func() {
 			var m counterv1.AddCountsRequest
 			decodeAddCounts(addData, &m)
-		}
-	})
-	b.Run("adds/proto", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+		}},
+		{"adds/proto", func() {
 			var m counterv1.AddCountsRequest
 			_ = proto.Unmarshal(addData, &m)
-		}
-	})
+		}},
+	} {
+		b.Run(bench.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				bench.decode()
+			}
+		})
+	}
 }
