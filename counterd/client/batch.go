@@ -26,8 +26,9 @@ const (
 // calls that queued before it. While maxRequests are in flight, calls queue, and the next free
 // request carries up to maxItems of them. No call waits for a timer, so a lone caller sees the
 // latency of an unbatched call, and many concurrent callers share requests and so the server's
-// syncs. After each reply the request's goroutine yields once, so that callers that send again
-// at once join the next request. Zero selects DefaultBatchItems or DefaultBatchRequests.
+// syncs. After each reply the request's goroutine yields until no more calls queue, so that
+// callers that send again at once join the next request. Zero selects DefaultBatchItems or
+// DefaultBatchRequests.
 //
 // Each call keeps its own result, retries and MaybeApplied result, because the server applies
 // or rejects the items of a batch one by one. AddAndGet and Clear are never batched.
@@ -84,6 +85,9 @@ type batcher[Req, Res any] struct {
 	send        func(ctx context.Context, reqs []Req) ([]Res, []error, error)
 	maxItems    int
 	maxRequests int
+
+	// yield lets other goroutines run; nil means runtime.Gosched.
+	yield func()
 
 	mu       sync.Mutex
 	queue    []*batchCall[Req, Res]
@@ -144,9 +148,7 @@ func (b *batcher[Req, Res]) run(batch []*batchCall[Req, Res]) {
 	for {
 		if len(batch) > 0 {
 			b.sendBatch(batch)
-			// Let the callers just woken by the replies queue their next calls before the
-			// next batch is taken, or it leaves with the first few of them only.
-			runtime.Gosched()
+			b.awaitRequeues()
 		}
 		b.mu.Lock()
 		if len(b.queue) == 0 {
@@ -156,6 +158,33 @@ func (b *batcher[Req, Res]) run(batch []*batchCall[Req, Res]) {
 		}
 		batch = b.take()
 		b.mu.Unlock()
+	}
+}
+
+// maxRequeueYields bounds the yields of awaitRequeues, so that callers that keep queuing do
+// not hold back the next request.
+const maxRequeueYields = 8
+
+// awaitRequeues lets the callers just woken by a batch's replies queue their next calls
+// before the next batch is taken; otherwise that batch leaves with the first few of them,
+// and the rest wait for the request after it. It yields until the queue stops growing. On a
+// busy machine other processors run the woken callers, so one yield may return before they
+// have queued.
+func (b *batcher[Req, Res]) awaitRequeues() {
+	yield := b.yield
+	if yield == nil {
+		yield = runtime.Gosched
+	}
+	queued := -1
+	for range maxRequeueYields {
+		yield()
+		b.mu.Lock()
+		n := len(b.queue)
+		b.mu.Unlock()
+		if n <= queued {
+			return
+		}
+		queued = n
 	}
 }
 

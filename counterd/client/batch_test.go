@@ -234,3 +234,38 @@ func TestBatchingLimits(t *testing.T) {
 		}
 	}
 }
+
+// queueingYield returns a yield function that queues one call on each of its first grow
+// calls and counts every call in *yields.
+func queueingYield[Req, Res any](b *batcher[Req, Res], grow int, yields *int) func() {
+	return func() {
+		*yields++
+		if *yields <= grow {
+			b.mu.Lock()
+			b.queue = append(b.queue, &batchCall[Req, Res]{})
+			b.mu.Unlock()
+		}
+	}
+}
+
+func TestAwaitRequeuesYieldsUntilTheQueueStopsGrowing(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		grow       int // yields that queue a call
+		wantYields int
+	}{
+		{name: "no caller queues", grow: 0, wantYields: 2},
+		{name: "callers queue over three yields", grow: 3, wantYields: 4},
+		{name: "callers keep queuing", grow: 100, wantYields: maxRequeueYields},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &batcher[int, int]{}
+			yields := 0
+			b.yield = queueingYield(b, tc.grow, &yields)
+			b.awaitRequeues()
+			if yields != tc.wantYields {
+				t.Errorf("awaitRequeues yielded %d times, want %d", yields, tc.wantYields)
+			}
+		})
+	}
+}
