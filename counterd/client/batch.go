@@ -166,9 +166,9 @@ func (b *batcher[Req, Res]) run(batch []*batchCall[Req, Res]) {
 const maxRequeueYields = 8
 
 // awaitRequeues lets the callers just woken by a batch's replies queue their next calls
-// before the next batch is taken; otherwise that batch leaves with the first few of them,
-// and the rest wait for the request after it. It yields until the queue stops growing. On a
-// busy machine other processors run the woken callers, so one yield may return before they
+// before the next batch is taken. Otherwise that batch leaves with the first few of them, and
+// the rest wait for the request after it. It yields until the queue stops growing, because on
+// a busy machine other processors run the woken callers, and one yield may return before they
 // have queued.
 func (b *batcher[Req, Res]) awaitRequeues() {
 	yield := b.yield

@@ -248,7 +248,7 @@ func queueingYield[Req, Res any](b *batcher[Req, Res], grow int, yields *int) fu
 	}
 }
 
-func TestAwaitRequeuesYieldsUntilTheQueueStopsGrowing(t *testing.T) {
+func TestAwaitRequeuesYieldCount(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		grow       int // yields that queue a call

@@ -45,8 +45,8 @@ const fsyncSamples = 200
 
 // fsyncPause is the pause between the syncs of measureFsync's second series. On some virtual
 // disks a sync that follows the previous one at once is several times faster than one that
-// comes after a pause of a few tenths of a millisecond, which is how a server's syncs come
-// when its clients wait for each reply.
+// comes a few tenths of a millisecond later. A server's syncs come with such pauses when its
+// clients wait for each reply.
 const fsyncPause = 300 * time.Microsecond
 
 // measureFsync times appending 4 KiB to a file in dir and syncing it with fdatasync, the
