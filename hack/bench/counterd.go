@@ -180,22 +180,14 @@ func saveProfile(ctx context.Context, addr, binary, artifacts string, spec profi
 // fetchProfile fetches a profile of counterd over the next seconds, saves it in artifacts and
 // adds it with its top entries to rep.
 func fetchProfile(ctx context.Context, addr, binary, artifacts string, spec profileSpec, seconds int, rep *report) error {
-	body, err := getOK(ctx, fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, spec.Endpoint, seconds))
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-
 	path := filepath.Join(artifacts, spec.File)
-	f, err := os.Create(path)
+	var err error
+	if spec.Endpoint == "allocs" {
+		err = fetchAllocations(ctx, addr, path, seconds)
+	} else {
+		err = download(ctx, fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, spec.Endpoint, seconds), path)
+	}
 	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, body); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
 		return err
 	}
 
@@ -207,6 +199,56 @@ func fetchProfile(ctx context.Context, addr, binary, artifacts string, spec prof
 	}
 	rep.addProfile(savedProfile{Order: spec.Order, Title: spec.Title, Path: path, Seconds: seconds, Top: string(top)})
 	return nil
+}
+
+// fetchAllocations saves to path the allocations that counterd makes over the next seconds.
+// Go adds allocations to its profile only when a garbage collection ends. With a high GC heap
+// floor, no collection may end within the interval, and a profile taken with the "seconds"
+// parameter would be empty. So each of the two snapshots makes counterd collect first, and go
+// tool pprof subtracts the first from the second. net/http/pprof honors "gc=1" only for the
+// heap profile, which holds the same samples as the allocs profile.
+func fetchAllocations(ctx context.Context, addr, path string, seconds int) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", addr)
+	start := path + ".start"
+	end := path + ".end"
+	defer os.Remove(start)
+	defer os.Remove(end)
+
+	if err := download(ctx, url, start); err != nil {
+		return err
+	}
+	select {
+	case <-time.After(time.Duration(seconds) * time.Second):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := download(ctx, url, end); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-proto", "-output", path, "-base", start, end).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go tool pprof -base %s %s failed: %w\n%s", start, end, err, out)
+	}
+	return nil
+}
+
+// download saves the body of a GET request for url to path.
+func download(ctx context.Context, url, path string) error {
+	body, err := getOK(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // getOK sends a GET request for url and returns the response body, or an error when the

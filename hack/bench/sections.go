@@ -106,8 +106,9 @@ func (r *report) writeProfiles(b *strings.Builder, outPath string) {
 	fmt.Fprintf(b, "### Profiles of counterd\n\n")
 	fmt.Fprint(b, "Each profile of the two workloads covers the stated seconds of the load phase, starting a quarter into it, "+
 		"and the scale run's starts when three quarters of its adds are acknowledged. "+
-		"The allocation profile counts only the allocations made in that time, and Go adds them to the profile when a garbage collection ends: "+
-		"with counterd's GC heap floor, a window of a few seconds may end before any collection and show no samples. Go writes the function names into the profile, "+
+		"The allocation profile counts only the allocations made in that time: the harness takes two snapshots of `/debug/pprof/heap?gc=1`, "+
+		"which make counterd finish a garbage collection first, so that Go has added every earlier allocation to its profile, "+
+		"and subtracts the first from the second with `go tool pprof -base`. Go writes the function names into the profile, "+
 		"so `go tool pprof -top FILE` works without the binary. The allocation profile's default sample type is `inuse_space`; "+
 		"the listing below uses `-sample_index=alloc_space`, the bytes allocated.")
 	if r.multiRound() {
