@@ -15,6 +15,7 @@ import (
 
 	"github.com/counterd/counterd/counterd/client"
 	"github.com/counterd/counterd/counterd/config"
+	"github.com/counterd/counterd/counterd/loadgen"
 )
 
 // counterdTarget sends the workload to counterd through one counterd/client shared by every
@@ -169,9 +170,7 @@ func saveProfile(ctx context.Context, addr, binary, artifacts string, spec profi
 	if seconds < 1 {
 		return fmt.Errorf("run of %v is too short for a profile of at least one second", duration)
 	}
-	select {
-	case <-time.After(duration / 4):
-	case <-ctx.Done():
+	if !loadgen.SleepContext(ctx, duration/4) {
 		return ctx.Err()
 	}
 	return fetchProfile(ctx, addr, binary, artifacts, spec, seconds, rep)
@@ -217,9 +216,7 @@ func fetchAllocations(ctx context.Context, addr, path string, seconds int) error
 	if err := download(ctx, url, start); err != nil {
 		return err
 	}
-	select {
-	case <-time.After(time.Duration(seconds) * time.Second):
-	case <-ctx.Done():
+	if !loadgen.SleepContext(ctx, time.Duration(seconds)*time.Second) {
 		return ctx.Err()
 	}
 	if err := download(ctx, url, end); err != nil {
