@@ -86,7 +86,7 @@ type batcher[Req, Res any] struct {
 	maxItems    int
 	maxRequests int
 
-	// yield lets other goroutines run; nil means runtime.Gosched.
+	// yield is the call that lets other goroutines run. Nil means runtime.Gosched.
 	yield func()
 
 	mu       sync.Mutex

@@ -48,6 +48,6 @@ func TestFetchAllocationsWithoutCollection(t *testing.T) {
 		t.Fatalf("go tool pprof -top failed: %v\n%s", err, out)
 	}
 	if !strings.Contains(string(out), "allocateForProfile") {
-		t.Errorf("the profile lacks the allocations made in its window:\n%s", out)
+		t.Errorf("the profile is missing the allocations made in its window:\n%s", out)
 	}
 }
