@@ -98,17 +98,39 @@ type Store struct {
 	// memtable that holds them.
 	sweepDeleted map[sweepShardKey]int64
 
-	// memo has one writtenMemo per committer; each is touched only by its committer.
-	memo [committers]writtenMemo
+	// memo has one writtenMemo per committer, and pending one map of the tokens of the group
+	// being committed; each is touched only by its committer.
+	memo    [committers]writtenMemo
+	pending [committers]map[pendingToken]store.Event
 
 	stats Stats
 }
 
-// appendRequest is the part of one Append that goes to one committer.
+// appendRequest is the part of one Append that goes to one committer: the events of the
+// Append at positions, or all of them when positions is nil. The committer writes the result of
+// each of its events at the event's position in results, which no other committer writes, so
+// a split Append needs no copies of its events or results.
 type appendRequest struct {
-	events  []store.Event
-	results []store.AppendResult
-	done    chan error
+	events    []store.Event
+	positions []int
+	results   []store.AppendResult
+	done      chan error
+}
+
+// len returns the number of events of the request.
+func (r *appendRequest) len() int {
+	if r.positions == nil {
+		return len(r.events)
+	}
+	return len(r.positions)
+}
+
+// position returns the position in r.events and r.results of the request's j-th event.
+func (r *appendRequest) position(j int) int {
+	if r.positions == nil {
+		return j
+	}
+	return r.positions[j]
 }
 
 // Open opens or creates the database in dir. The namespaces in opts give the time bucket width
@@ -412,7 +434,7 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 
 	// Most calls carry one event, or events of one committer: they go whole, without a split.
 	var parts [committers]*appendRequest
-	var indexes [committers][]int // the positions in events of each part's events, after a split
+	results := make([]store.AppendResult, len(events))
 	done := make(chan error, committers)
 	first := committerOf(&events[0])
 	single := true
@@ -420,15 +442,23 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 		single = committerOf(&events[i]) == first
 	}
 	if single {
-		parts[first] = &appendRequest{events: events, done: done}
+		parts[first] = &appendRequest{events: events, results: results, done: done}
 	} else {
+		// The parts' positions share one slice, cut by the number of events of each part.
+		var counts [committers]int
+		for i := range events {
+			counts[committerOf(&events[i])]++
+		}
+		positions := make([]int, len(events))
+		for c, n := range counts {
+			if n > 0 {
+				parts[c] = &appendRequest{events: events, positions: positions[:0:n], results: results, done: done}
+				positions = positions[n:]
+			}
+		}
 		for i := range events {
 			c := committerOf(&events[i])
-			if parts[c] == nil {
-				parts[c] = &appendRequest{done: done}
-			}
-			parts[c].events = append(parts[c].events, events[i])
-			indexes[c] = append(indexes[c], i)
+			parts[c].positions = append(parts[c].positions, i)
 		}
 	}
 
@@ -438,7 +468,6 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 		if part == nil {
 			continue
 		}
-		part.results = make([]store.AppendResult, len(part.events))
 		if err := s.enqueue(ctx, c, part); err != nil {
 			firstErr = err
 			break
@@ -460,15 +489,6 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 	// Nothing is acknowledged until all of them are durable.
 	if err := s.wal.waitApplied(); err != nil {
 		return nil, err
-	}
-	if single {
-		return parts[first].results, nil
-	}
-	results := make([]store.AppendResult, len(events))
-	for c, part := range parts {
-		for j, i := range indexes[c] {
-			results[i] = part.results[j]
-		}
 	}
 	return results, nil
 }
@@ -518,18 +538,18 @@ func (s *Store) commitLoop(committer int) {
 			s.failPending(store.ErrClosed)
 			return
 		}
-		n := len(group[0].events)
+		n := group[0].len()
 	drain:
 		for n < maxGroupEvents {
 			select {
 			case req := <-s.appends[committer]:
 				group = append(group, req)
-				n += len(req.events)
+				n += req.len()
 			default:
 				break drain
 			}
 		}
-		err := s.commitGroup(&s.memo[committer], group)
+		err := s.commitGroup(committer, group)
 		for _, req := range group {
 			req.done <- err
 		}
@@ -550,19 +570,39 @@ func (s *Store) failPending(err error) {
 	}
 }
 
+// pendingToken is a token of a group being committed.
+type pendingToken struct {
+	key  store.Key
+	hash [tokenHashLen]byte
+}
+
+// maxKeptPending is the largest map of pending tokens that a committer keeps for its next
+// group.
+const maxKeptPending = 1024
+
 // commitGroup applies the group's new events in one batch, without a sync, and fills in the
 // results.
-func (s *Store) commitGroup(memo *writtenMemo, group []*appendRequest) error {
+func (s *Store) commitGroup(committer int, group []*appendRequest) error {
+	memo := &s.memo[committer]
 	batch := s.db.NewBatch()
 	defer batch.Close()
 
 	// pending maps the tokens added to this batch to their events, so duplicates inside one
-	// group are found too. Batch.Set copies keys and values, so the buffers are reused.
-	type tokenOf struct {
-		key  store.Key
-		hash [tokenHashLen]byte
+	// group are found too. The committer keeps the map from group to group; a map that a
+	// large group grew is let go, so one burst does not hold its memory.
+	pending := s.pending[committer]
+	if pending == nil {
+		pending = make(map[pendingToken]store.Event)
+		s.pending[committer] = pending
 	}
-	pending := make(map[tokenOf]store.Event)
+	defer func() {
+		if len(pending) > maxKeptPending {
+			s.pending[committer] = nil
+		} else {
+			clear(pending)
+		}
+	}()
+	// Batch.Set copies keys and values, so the buffers are reused.
 	// One iterator serves every token lookup of the group: opening and closing one per
 	// lookup cost about a fifth of each lookup. It reads the writes of every earlier group,
 	// because each group is applied before the next one starts, and a counter's tokens all go
@@ -575,10 +615,11 @@ func (s *Store) commitGroup(memo *writtenMemo, group []*appendRequest) error {
 	var keyBuf, tokenBuf, valueBuf []byte
 	written, dups := 0, 0
 	for _, req := range group {
-		for i := range req.events {
+		for j := range req.len() {
+			i := req.position(j)
 			e := &req.events[i]
 			hash := tokenHash(e.Token)
-			if prev, ok := pending[tokenOf{e.Key, hash}]; ok {
+			if prev, ok := pending[pendingToken{e.Key, hash}]; ok {
 				req.results[i] = store.AppendResult{Duplicate: true, Existing: prev}
 				dups++
 				continue
@@ -618,7 +659,7 @@ func (s *Store) commitGroup(memo *writtenMemo, group []*appendRequest) error {
 					return err
 				}
 			}
-			pending[tokenOf{e.Key, hash}] = *e
+			pending[pendingToken{e.Key, hash}] = *e
 			req.results[i] = store.AppendResult{}
 			written++
 		}
