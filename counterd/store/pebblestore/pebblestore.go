@@ -602,7 +602,7 @@ func (s *Store) commitGroup(committer int, group []*appendRequest) error {
 			clear(pending)
 		}
 	}()
-	// Batch.Set copies keys and values, so the buffers are reused.
+
 	// One iterator serves every token lookup of the group: opening and closing one per
 	// lookup cost about a fifth of each lookup. It reads the writes of every earlier group,
 	// because each group is applied before the next one starts, and a counter's tokens all go
@@ -612,6 +612,7 @@ func (s *Store) commitGroup(committer int, group []*appendRequest) error {
 		return err
 	}
 	defer tokens.Close()
+	// Batch.Set copies keys and values, so the buffers are reused.
 	var keyBuf, tokenBuf, valueBuf []byte
 	written, dups := 0, 0
 	for _, req := range group {
