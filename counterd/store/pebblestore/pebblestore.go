@@ -99,17 +99,16 @@ type Store struct {
 	sweepDeleted map[sweepShardKey]int64
 
 	// memo has one writtenMemo per committer, and pending one map of the tokens of the group
-	// being committed; each is touched only by its committer.
+	// being committed. Only its committer touches each of them.
 	memo    [committers]writtenMemo
 	pending [committers]map[pendingToken]store.Event
 
 	stats Stats
 }
 
-// appendRequest is the part of one Append that goes to one committer: the events of the
-// Append at positions, or all of them when positions is nil. The committer writes the result of
-// each of its events at the event's position in results, which no other committer writes, so
-// a split Append needs no copies of its events or results.
+// appendRequest is the part of one Append that goes to one committer: the Append's events at
+// positions, or all of them when positions is nil. The committer writes each event's result at
+// the event's position in results, a slice shared with the other parts at other positions.
 type appendRequest struct {
 	events    []store.Event
 	positions []int
@@ -436,19 +435,14 @@ func (s *Store) Append(ctx context.Context, events []store.Event) ([]store.Appen
 	var parts [committers]*appendRequest
 	results := make([]store.AppendResult, len(events))
 	done := make(chan error, committers)
-	first := committerOf(&events[0])
-	single := true
-	for i := 1; i < len(events) && single; i++ {
-		single = committerOf(&events[i]) == first
+	var counts [committers]int
+	for i := range events {
+		counts[committerOf(&events[i])]++
 	}
-	if single {
+	if first := committerOf(&events[0]); counts[first] == len(events) {
 		parts[first] = &appendRequest{events: events, results: results, done: done}
 	} else {
 		// The parts' positions share one slice, cut by the number of events of each part.
-		var counts [committers]int
-		for i := range events {
-			counts[committerOf(&events[i])]++
-		}
 		positions := make([]int, len(events))
 		for c, n := range counts {
 			if n > 0 {
@@ -588,8 +582,8 @@ func (s *Store) commitGroup(committer int, group []*appendRequest) error {
 	defer batch.Close()
 
 	// pending maps the tokens added to this batch to their events, so duplicates inside one
-	// group are found too. The committer keeps the map from group to group; a map that a
-	// large group grew is let go, so one burst does not hold its memory.
+	// group are found too. The committer keeps the map for its next group. A map that a large
+	// group grew is dropped instead, so that one burst does not keep its memory.
 	pending := s.pending[committer]
 	if pending == nil {
 		pending = make(map[pendingToken]store.Event)
