@@ -148,6 +148,17 @@ func (p *Pipeline) HintsLost() {
 	p.noteLost(p.roller.clock() + int64(p.roller.ns.MaxClockSkew.Duration))
 }
 
+// TrustsHints reports whether TrustHints was called and the pipeline has not stopped since.
+func (p *Pipeline) TrustsHints() bool { return p.trustHints.Load() }
+
+// HintsCoverAfter reports whether every event of the namespace later than t has a hint that
+// this pipeline queued, as TrustHints describes: a rollup of the counter is queued, running or
+// done. A reader that finds a checkpoint with RollupTime t then need not look for later events
+// to queue their rollup. It is false until TrustHints.
+func (p *Pipeline) HintsCoverAfter(t int64) bool {
+	return p.trustHints.Load() && t >= p.lostUpTo.Load()
+}
+
 // noteLost records that events up to time t may lack a hint.
 func (p *Pipeline) noteLost(t int64) {
 	for {

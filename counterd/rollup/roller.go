@@ -225,12 +225,6 @@ func (b batchReads) close() {
 	}
 }
 
-// checkpointOnlyReader is a store that reads a checkpoint faster when it leaves out
-// LastWriteTime.
-type checkpointOnlyReader interface {
-	ReadCheckpointOnly(ctx context.Context, key store.Key) (store.Checkpoint, error)
-}
-
 // readCheckpoint returns the cached checkpoint of key, or else the stored one. A cached
 // checkpoint may be older than the stored one, never newer, because every checkpoint is read
 // from or written to the store before it is cached. Folding from an older checkpoint gives the
@@ -264,7 +258,7 @@ func (r *Roller) storedCheckpoint(ctx context.Context, reads batchReads, key sto
 	if reads.batch != nil {
 		return reads.batch.ReadCheckpointOnly(ctx, key)
 	}
-	if reader, ok := r.store.(checkpointOnlyReader); ok {
+	if reader, ok := r.store.(store.CheckpointOnlyReader); ok {
 		return reader.ReadCheckpointOnly(ctx, key)
 	}
 	return r.store.ReadCheckpoint(ctx, key)

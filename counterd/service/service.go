@@ -582,7 +582,7 @@ type checkpointLoader interface {
 // loadCheckpoint reads a checkpoint from the store, caches it when fill is set, and queues a
 // rollup when events wait after it.
 func (s *Service) loadCheckpoint(ctx context.Context, ns *namespace, key store.Key, fill bool) (store.Checkpoint, error) {
-	cp, err := s.store.ReadCheckpoint(ctx, key)
+	cp, err := s.storedCheckpoint(ctx, ns, key)
 	if err != nil {
 		return store.Checkpoint{}, err
 	}
@@ -600,6 +600,21 @@ func (s *Service) loadCheckpoint(ctx context.Context, ns *namespace, key store.K
 		}
 	}
 	return cp, nil
+}
+
+// storedCheckpoint reads the checkpoint of key from the store. When the namespace's pipeline
+// holds a hint for every event after the checkpoint, it leaves LastWriteTime out, which saves a
+// seek in the event log on each cache miss. Otherwise it reads LastWriteTime too, which
+// loadCheckpoint compares with RollupTime to queue a rollup of later events. A pipeline that
+// does not trust its hints, as in a cluster, always needs it, so the checkpoint is read once.
+func (s *Service) storedCheckpoint(ctx context.Context, ns *namespace, key store.Key) (store.Checkpoint, error) {
+	if reader, ok := s.store.(store.CheckpointOnlyReader); ok && ns.pipeline != nil && ns.pipeline.TrustsHints() {
+		cp, err := reader.ReadCheckpointOnly(ctx, key)
+		if err != nil || ns.pipeline.HintsCoverAfter(cp.RollupTime) {
+			return cp, err
+		}
+	}
+	return s.store.ReadCheckpoint(ctx, key)
 }
 
 // exactCount returns the checkpoint plus every event after it: the value including every

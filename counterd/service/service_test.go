@@ -464,3 +464,109 @@ func TestFailedAppendLeavesSliceToSweep(t *testing.T) {
 		t.Fatalf("checkpoint after the sweep = %+v, want count 5 from the applied add", cp)
 	}
 }
+
+// checkpointReadsStore counts the checkpoint reads of a store, by whether they sought the
+// counter's newest event for LastWriteTime.
+type checkpointReadsStore struct {
+	store.Store
+	withLastWrite, alone atomic.Int64
+}
+
+func (s *checkpointReadsStore) ReadCheckpoint(ctx context.Context, key store.Key) (store.Checkpoint, error) {
+	s.withLastWrite.Add(1)
+	return s.Store.ReadCheckpoint(ctx, key)
+}
+
+func (s *checkpointReadsStore) ReadCheckpointOnly(ctx context.Context, key store.Key) (store.Checkpoint, error) {
+	s.alone.Add(1)
+	return s.Store.(store.CheckpointOnlyReader).ReadCheckpointOnly(ctx, key)
+}
+
+// readsFixture returns a fixture whose "ec" pipeline has recovered an empty store and, with
+// trust, trusts its hints, as a standalone server's does. It also returns the store's read
+// counts.
+func readsFixture(t *testing.T, trust bool) (*fixture, *checkpointReadsStore) {
+	t.Helper()
+	var reads *checkpointReadsStore
+	f := newFixture(t, func(st store.Store) store.Store {
+		reads = &checkpointReadsStore{Store: st}
+		return reads
+	})
+	p := f.svc.Pipeline("ec")
+	if _, err := p.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if trust {
+		p.TrustHints()
+	}
+	return f, reads
+}
+
+// When every event after a checkpoint has a hint, a read that misses the cache needs no
+// newest event time to queue a rollup, so it reads the checkpoint alone.
+func TestReadMissSkipsLastWriteSeek(t *testing.T) {
+	f, reads := readsFixture(t, true)
+	f.clock.Advance(10 * time.Second)
+	if err := f.add(t, "ec", "c", 5, "tok-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.get(t, "ec", "c"); got != 0 {
+		t.Fatalf("Get before the rollup = %d, want 0", got)
+	}
+	if n := reads.withLastWrite.Load(); n != 0 {
+		t.Errorf("the read miss sought the newest event %d times, want 0", n)
+	}
+	if n := reads.alone.Load(); n == 0 {
+		t.Error("the read miss did not read the checkpoint alone")
+	}
+	f.settle(t, "ec", "c")
+	if got := f.get(t, "ec", "c"); got != 5 {
+		t.Fatalf("Get after the rollup = %d, want 5", got)
+	}
+}
+
+// An event that may lack a hint is still found by a read miss, which queues its rollup. Here
+// the event is written to the store behind the service's back, and either recorded with
+// HintsLost or written while the pipeline does not trust its hints, as in a cluster, where
+// other processes write too.
+func TestReadMissQueuesUnhintedEvent(t *testing.T) {
+	for _, trust := range []bool{true, false} {
+		t.Run(fmt.Sprintf("trusted=%v", trust), func(t *testing.T) {
+			testReadMissQueuesUnhinted(t, trust)
+		})
+	}
+}
+
+func testReadMissQueuesUnhinted(t *testing.T, trust bool) {
+	f, reads := readsFixture(t, trust)
+	p := f.svc.Pipeline("ec")
+	f.clock.Advance(10 * time.Second)
+	key := store.Key{Namespace: "ec", Counter: "c"}
+	event := store.Event{Key: key, Time: f.clock.Now(), Token: "tok-1", Kind: store.KindAdd, Delta: 5}
+	if _, err := f.store.Append(context.Background(), []store.Event{event}); err != nil {
+		t.Fatal(err)
+	}
+	if trust {
+		p.HintsLost()
+	}
+	if p.Len() != 0 {
+		t.Fatalf("%d counters queued before the read, want 0", p.Len())
+	}
+
+	if got := f.get(t, "ec", "c"); got != 0 {
+		t.Fatalf("Get before the rollup = %d, want 0", got)
+	}
+	if n := reads.withLastWrite.Load(); n == 0 {
+		t.Error("the read miss did not seek the newest event")
+	}
+	if n := reads.alone.Load(); !trust && n != 0 {
+		t.Errorf("the read miss of an untrusting pipeline read the checkpoint alone %d times too, want 0", n)
+	}
+	if p.Len() != 1 {
+		t.Fatalf("%d counters queued after the read, want the read to queue c", p.Len())
+	}
+	f.settle(t, "ec", "c")
+	if got := f.get(t, "ec", "c"); got != 5 {
+		t.Fatalf("Get after the rollup = %d, want 5", got)
+	}
+}

@@ -117,6 +117,13 @@ type BatchReaderOpener interface {
 	OpenBatchReader(ctx context.Context) (BatchReader, error)
 }
 
+// CheckpointOnlyReader is a RollupStore that reads a checkpoint faster when it leaves out
+// LastWriteTime.
+type CheckpointOnlyReader interface {
+	// ReadCheckpointOnly is RollupStore.ReadCheckpoint with LastWriteTime left zero.
+	ReadCheckpointOnly(ctx context.Context, key Key) (Checkpoint, error)
+}
+
 // RollupStore keeps checkpoints.
 type RollupStore interface {
 	// ReadCheckpoint returns the checkpoint of key; a counter never rolled up has the zero
