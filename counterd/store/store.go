@@ -105,8 +105,7 @@ type BatchReader interface {
 	ScanEvents(ctx context.Context, key Key, after, upTo int64, fn func(Event) bool) error
 	// OldestEventAfter is EventLog.OldestEventAfter.
 	OldestEventAfter(ctx context.Context, key Key, after int64) (int64, bool, error)
-	// ReadCheckpointOnly is RollupStore.ReadCheckpoint with LastWriteTime left zero.
-	ReadCheckpointOnly(ctx context.Context, key Key) (Checkpoint, error)
+	CheckpointOnlyReader
 	// Close releases the reader's state.
 	Close() error
 }
