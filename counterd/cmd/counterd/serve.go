@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/counterd/counterd/counterd/backends"
+	"github.com/counterd/counterd/counterd/cmalloc"
 	"github.com/counterd/counterd/counterd/config"
 	"github.com/counterd/counterd/counterd/gcfloor"
 	"github.com/counterd/counterd/counterd/server"
@@ -55,6 +56,7 @@ func runServe(args []string) int {
 		return 2
 	}
 	slog.SetDefault(logger)
+	limitMallocArenas(logger)
 
 	cfg, err := config.Load(*configFile)
 	if err != nil {
@@ -125,6 +127,20 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	default:
 		return nil, fmt.Errorf("--log-format: %q is not a format; use text or json", format)
+	}
+}
+
+// limitMallocArenas caps glibc's malloc arenas before the embedded store opens, so that
+// threads reuse the memory that its C allocations free (see cmalloc).
+func limitMallocArenas(logger *slog.Logger) {
+	res, err := cmalloc.Limit(os.Getenv)
+	switch {
+	case err != nil:
+		logger.Warn("Failed to limit the C allocator's arenas, so resident memory may grow well past the embedded store's caches", "err", err)
+	case res.Arenas > 0:
+		logger.Info("Limited the C allocator's arenas", "arenas", res.Arenas)
+	default:
+		logger.Debug("Left the C allocator's arenas alone", "reason", res.Reason)
 	}
 }
 
