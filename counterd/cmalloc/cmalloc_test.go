@@ -1,49 +1,62 @@
 package cmalloc
 
 import (
+	"context"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
-func TestLimitKeepsEnvironmentSetting(t *testing.T) {
-	getenv := func(name string) string {
-		if name == "MALLOC_ARENA_MAX" {
-			return "4"
-		}
-		return ""
-	}
-	res, err := Limit(getenv)
+// residentBytes reads the process's resident memory from /proc/self/statm.
+func residentBytes(t *testing.T) int64 {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Arenas != 0 || !strings.Contains(res.Reason, "MALLOC_ARENA_MAX") {
-		t.Errorf("Limit with MALLOC_ARENA_MAX=4 = %+v, want no limit and a reason naming the variable", res)
+	fields := strings.Fields(string(data))
+	pages, err := strconv.ParseInt(fields[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pages * int64(os.Getpagesize())
+}
+
+// TestTrimReleasesHoles frees every other block of 128 MiB of malloc'ed memory, which glibc
+// keeps resident because each freed block lies between two in use, and checks that Trim
+// returns most of those 64 MiB to the system.
+func TestTrimReleasesHoles(t *testing.T) {
+	if !Available() {
+		t.Skip("this build has no glibc malloc to trim")
+	}
+	const blocks, size = 2048, 64 << 10
+	release := makeHoles(blocks, size)
+	defer release()
+
+	before := residentBytes(t)
+	if !Trim() {
+		t.Error("Trim reported that it released nothing")
+	}
+	after := residentBytes(t)
+	if freed, holes := before-after, int64(blocks/2*size); freed < holes/2 {
+		t.Errorf("resident memory fell by %d bytes, want at least half of the %d bytes of holes", freed, holes)
 	}
 }
 
-// TestLimitCapsArenas makes many new threads call malloc after Limit and counts the arenas that
-// glibc reports. Without the limit, glibc gives each new thread a new arena, up to eight per
-// core.
-func TestLimitCapsArenas(t *testing.T) {
-	before := arenaCount()
-	res, err := Limit(func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !glibc {
-		if res.Arenas != 0 || res.Reason == "" {
-			t.Errorf("Limit without glibc = %+v, want no limit and a reason", res)
-		}
-		t.Skipf("no arenas to count: %s", res.Reason)
-	}
-	if res.Arenas != Arenas {
-		t.Fatalf("Limit = %+v, want %d arenas", res, Arenas)
-	}
-	if before < 1 {
-		t.Fatalf("malloc_info reported %d arenas", before)
-	}
-	mallocOnThreads(64)
-	if after := arenaCount(); after > max(before, Arenas) {
-		t.Errorf("after 64 threads called malloc, glibc reports %d arenas, want at most %d (%d before the limit)", after, max(before, Arenas), before)
+func TestRunStopsWithContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		Run(ctx, time.Millisecond)
+		close(done)
+	}()
+	time.Sleep(5 * time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
 	}
 }

@@ -4,13 +4,8 @@ package cmalloc
 
 // Without cgo, Pebble allocates from the Go heap, and the Go runtime returns freed memory to
 // the system itself.
-const (
-	glibc    = false
-	notGlibc = "the build has no cgo or is not for Linux, so there is no glibc malloc to limit"
-)
+const glibc = false
 
-func setArenaMax(int) error { return nil }
+func trim() bool { return false }
 
-func arenaCount() int { return -1 }
-
-func mallocOnThreads(int) {}
+func makeHoles(int, int) (release func()) { return func() {} }

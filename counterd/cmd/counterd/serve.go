@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/counterd/counterd/counterd/backends"
 	"github.com/counterd/counterd/counterd/cmalloc"
@@ -33,6 +34,7 @@ func runServe(args []string) int {
 	advertise := fs.String("advertise", "", "this rollup worker's own host:port as the other members list it")
 	var backendFlags backends.Flags
 	backendFlags.Register(fs)
+	mallocTrim := fs.Duration("malloc-trim-interval", defaultMallocTrimInterval, "time between two returns of the C allocator's free memory to the system, in builds with cgo and glibc; 0 turns them off")
 	heapFloor := fs.Int("gc-heap-floor-mib", 0, fmt.Sprintf("heap size in MiB below which Go's garbage collector does not run; GOGC in the environment turns it off (default %d)", config.DefaultGCHeapFloorMiB))
 	profiling := fs.Bool("pprof", false, "serve Go's CPU, heap and trace profiles under /debug/pprof/ on the listen address; keep it off on untrusted networks")
 	fs.Usage = func() {
@@ -56,7 +58,6 @@ func runServe(args []string) int {
 		return 2
 	}
 	slog.SetDefault(logger)
-	limitMallocArenas(logger)
 
 	cfg, err := config.Load(*configFile)
 	if err != nil {
@@ -96,6 +97,7 @@ func runServe(args []string) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	startMallocTrim(ctx, *mallocTrim, logger)
 	srv, err := server.Start(ctx, server.Options{Config: cfg, Logger: logger, Profiling: *profiling})
 	if err != nil {
 		logger.Error("Failed to start", "err", err)
@@ -130,17 +132,24 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	}
 }
 
-// limitMallocArenas caps glibc's malloc arenas before the embedded store opens, so that
-// threads reuse the memory that its C allocations free (see cmalloc).
-func limitMallocArenas(logger *slog.Logger) {
-	res, err := cmalloc.Limit(os.Getenv)
+// defaultMallocTrimInterval is the default of --malloc-trim-interval. A trim walks every
+// malloc heap under its lock, so it runs every few seconds rather than after each free.
+const defaultMallocTrimInterval = 10 * time.Second
+
+// startMallocTrim returns the free memory of the C allocator to the system every interval
+// until ctx ends, so that the holes that the embedded store's block cache leaves in malloc's
+// heaps do not count in counterd's resident memory (see cmalloc).
+func startMallocTrim(ctx context.Context, interval time.Duration, logger *slog.Logger) {
 	switch {
-	case err != nil:
-		logger.Warn("Failed to limit the C allocator's arenas, so resident memory may grow well past the embedded store's caches", "err", err)
-	case res.Arenas > 0:
-		logger.Info("Limited the C allocator's arenas", "arenas", res.Arenas)
+	case interval < 0:
+		logger.Warn("Ignored a negative --malloc-trim-interval; use 0 to turn the trims off", "interval", interval)
+	case interval == 0:
+		logger.Info("Trims of the C allocator's free memory are off")
+	case !cmalloc.Available():
+		logger.Debug("No C allocator to trim in this build")
 	default:
-		logger.Debug("Left the C allocator's arenas alone", "reason", res.Reason)
+		logger.Info("Returning the C allocator's free memory to the system periodically", "interval", interval)
+		go cmalloc.Run(ctx, interval)
 	}
 }
 
