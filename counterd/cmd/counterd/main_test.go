@@ -61,6 +61,17 @@ func TestHelpNamesVerbsOrServeFlags(t *testing.T) {
 	}
 }
 
+func TestServeRejectsNegativeMallocTrim(t *testing.T) {
+	var code int
+	_, stderr := captureOutput(t, func() { code = run([]string{"serve", "--malloc-trim-interval", "-1s"}) })
+	if code != 2 {
+		t.Errorf("counterd serve --malloc-trim-interval -1s exited with %d, want 2; stderr: %s", code, stderr)
+	}
+	if want := "invalid --malloc-trim-interval -1s"; !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q does not contain %q", stderr, want)
+	}
+}
+
 func TestServeRejectsAHeapFloorOutOfRange(t *testing.T) {
 	var code int
 	_, stderr := captureOutput(t, func() { code = run([]string{"serve", "--gc-heap-floor-mib", "-1"}) })

@@ -51,6 +51,10 @@ func runServe(args []string) int {
 		fmt.Fprintf(os.Stderr, "counterd serve: unexpected argument %q; serve takes flags only\n", fs.Arg(0))
 		return 2
 	}
+	if *mallocTrim < 0 {
+		fmt.Fprintf(os.Stderr, "counterd serve: invalid --malloc-trim-interval %v: use a positive duration such as 10s, or 0 to turn the trims off\n", *mallocTrim)
+		return 2
+	}
 
 	logger, err := newLogger(*logLevel, *logFormat)
 	if err != nil {
@@ -141,8 +145,6 @@ const defaultMallocTrimInterval = 10 * time.Second
 // heaps do not count in counterd's resident memory (see cmalloc).
 func startMallocTrim(ctx context.Context, interval time.Duration, logger *slog.Logger) {
 	switch {
-	case interval < 0:
-		logger.Warn("Ignored a negative --malloc-trim-interval; use 0 to turn the trims off", "interval", interval)
 	case interval == 0:
 		logger.Info("Trims of the C allocator's free memory are off")
 	case !cmalloc.Available():
