@@ -29,9 +29,14 @@ static int trim(void) {
 // and frees every other one. It returns the blocks still in use, for free_blocks.
 static void **make_holes(int n, size_t size) {
 	void **blocks = calloc(n, sizeof(void *));
+	if (blocks == NULL) {
+		return NULL;
+	}
 	for (int i = 0; i < n; i++) {
 		blocks[i] = malloc(size);
-		memset(blocks[i], 1, size);
+		if (blocks[i] != NULL) {
+			memset(blocks[i], 1, size);
+		}
 	}
 	for (int i = 0; i < n; i += 2) {
 		free(blocks[i]);
@@ -41,6 +46,9 @@ static void **make_holes(int n, size_t size) {
 }
 
 static void free_blocks(void **blocks, int n) {
+	if (blocks == NULL) {
+		return;
+	}
 	for (int i = 0; i < n; i++) {
 		free(blocks[i]);
 	}
