@@ -25,9 +25,9 @@ static int trim(void) {
 #endif
 }
 
-// make_holes allocates n blocks of size bytes, writes to each so that its pages are resident,
-// and frees every other one. It returns the blocks still in use, for free_blocks.
-static void **make_holes(int n, size_t size) {
+// make_blocks allocates n blocks of size bytes and writes to each, so that its pages are
+// resident. free_every_other then frees every other block, and free_blocks the rest.
+static void **make_blocks(int n, size_t size) {
 	void **blocks = calloc(n, sizeof(void *));
 	if (blocks == NULL) {
 		return NULL;
@@ -38,11 +38,17 @@ static void **make_holes(int n, size_t size) {
 			memset(blocks[i], 1, size);
 		}
 	}
+	return blocks;
+}
+
+static void free_every_other(void **blocks, int n) {
+	if (blocks == NULL) {
+		return;
+	}
 	for (int i = 0; i < n; i += 2) {
 		free(blocks[i]);
 		blocks[i] = NULL;
 	}
-	return blocks;
 }
 
 static void free_blocks(void **blocks, int n) {
@@ -61,9 +67,10 @@ var glibc = C.is_glibc() == 1
 
 func trim() bool { return C.trim() == 1 }
 
-// makeHoles allocates n blocks of size bytes from malloc, writes to each, and frees every
-// other one, leaving holes between blocks in use. The returned function frees the rest.
-func makeHoles(n, size int) (release func()) {
-	blocks := C.make_holes(C.int(n), C.size_t(size))
-	return func() { C.free_blocks(blocks, C.int(n)) }
+// makeHoles allocates n blocks of size bytes from malloc and writes to each. Calling punch
+// frees every other block, which leaves holes between blocks in use, and release frees the
+// rest.
+func makeHoles(n, size int) (punch, release func()) {
+	blocks := C.make_blocks(C.int(n), C.size_t(size))
+	return func() { C.free_every_other(blocks, C.int(n)) }, func() { C.free_blocks(blocks, C.int(n)) }
 }

@@ -8,4 +8,4 @@ const glibc = false
 
 func trim() bool { return false }
 
-func makeHoles(int, int) (release func()) { return func() {} }
+func makeHoles(int, int) (punch, release func()) { return func() {}, func() {} }
