@@ -22,8 +22,8 @@ import (
 func Available() bool { return glibc }
 
 // Trim returns the free pages inside glibc's malloc heaps to the system, as malloc_trim(0)
-// does, and reports whether it released any.
-func Trim() bool { return trim() }
+// does.
+func Trim() { trim() }
 
 // Run calls Trim every interval until ctx ends.
 func Run(ctx context.Context, interval time.Duration) {

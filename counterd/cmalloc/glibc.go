@@ -15,13 +15,10 @@ static int is_glibc(void) {
 #endif
 }
 
-// trim returns 1 when malloc_trim released memory, and 0 when it released none or the C
-// library is not glibc.
-static int trim(void) {
+// trim calls glibc's malloc_trim, and does nothing with another C library.
+static void trim(void) {
 #if defined(__GLIBC__)
-	return malloc_trim(0);
-#else
-	return 0;
+	malloc_trim(0);
 #endif
 }
 
@@ -65,7 +62,7 @@ import "C"
 
 var glibc = C.is_glibc() == 1
 
-func trim() bool { return C.trim() == 1 }
+func trim() { C.trim() }
 
 // makeHoles allocates n blocks of size bytes from malloc and writes to each. Calling punch
 // frees every other block, which leaves holes between blocks in use, and release frees the

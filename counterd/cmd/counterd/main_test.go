@@ -61,24 +61,24 @@ func TestHelpNamesVerbsOrServeFlags(t *testing.T) {
 	}
 }
 
-func TestServeRejectsNegativeMallocTrim(t *testing.T) {
-	var code int
-	_, stderr := captureOutput(t, func() { code = run([]string{"serve", "--malloc-trim-interval", "-1s"}) })
-	if code != 2 {
-		t.Errorf("counterd serve --malloc-trim-interval -1s exited with %d, want 2; stderr: %s", code, stderr)
-	}
-	if want := "invalid --malloc-trim-interval -1s"; !strings.Contains(stderr, want) {
-		t.Errorf("stderr %q does not contain %q", stderr, want)
-	}
-}
-
-func TestServeRejectsAHeapFloorOutOfRange(t *testing.T) {
-	var code int
-	_, stderr := captureOutput(t, func() { code = run([]string{"serve", "--gc-heap-floor-mib", "-1"}) })
-	if code != 2 {
-		t.Errorf("counterd serve --gc-heap-floor-mib -1 exited with %d, want 2; stderr: %s", code, stderr)
-	}
-	if want := "gcHeapFloorMiB: -1 is out of range"; !strings.Contains(stderr, want) {
-		t.Errorf("stderr %q does not contain %q", stderr, want)
+func TestServeRejectsInvalidFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--gc-heap-floor-mib", "-1"}, "gcHeapFloorMiB: -1 is out of range"},
+		{[]string{"--malloc-trim-interval", "-1s"}, "invalid --malloc-trim-interval -1s"},
+	} {
+		var code int
+		serve := func() {
+			code = run(append([]string{"serve"}, tc.args...))
+		}
+		_, stderr := captureOutput(t, serve)
+		if code != 2 {
+			t.Errorf("counterd serve %v exited with %d, want 2; stderr: %s", tc.args, code, stderr)
+		}
+		if !strings.Contains(stderr, tc.want) {
+			t.Errorf("counterd serve %v: stderr %q does not contain %q", tc.args, stderr, tc.want)
+		}
 	}
 }

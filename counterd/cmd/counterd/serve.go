@@ -136,8 +136,9 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	}
 }
 
-// defaultMallocTrimInterval is the default of --malloc-trim-interval. A trim walks every
-// malloc heap under its lock, so it runs every few seconds rather than after each free.
+// defaultMallocTrimInterval is the default of --malloc-trim-interval. A trim locks each malloc
+// arena in turn while it walks its free blocks, so it runs every few seconds, not after each
+// free.
 const defaultMallocTrimInterval = 10 * time.Second
 
 // startMallocTrim returns the free memory of the C allocator to the system every interval
